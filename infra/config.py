@@ -1,0 +1,252 @@
+"""The one reader of `cdk.json` context: a typed, validated configuration for every stack.
+
+Every key has a default in cdk.json; `cdk synth -c key=value` overrides it. Values given with `-c`
+arrive as strings, so each field is parsed from either form. A bad value raises ConfigError naming
+the key, the value and what is allowed, before any construct is built.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+
+from constructs import Node
+
+ENDPOINT_MODES = ("instance", "serverless")
+API_AUTH_MODES = ("apiKey", "iam")
+REMOVAL_POLICIES = ("retain", "destroy")
+# SageMaker's PyTorch DLC versions that the SDK's image table knows (DESIGN.md).
+TRAINING_FRAMEWORK_VERSIONS = ("2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "2.9", "2.10")
+INFERENCE_FRAMEWORK_VERSIONS = ("2.3", "2.4", "2.5", "2.6")
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,10}[a-z0-9]$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+
+
+class ConfigError(ValueError):
+    """A context value that cannot be used; the message names the key, the value and the rule."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"cdk.json context '{key}' = {value!r} is invalid: {allowed}. Set it in cdk.json or with -c {key}=...")
+
+
+# --- parsers: each takes (key, raw value) and returns the typed value or raises ConfigError ------------
+
+
+def _int(minimum: int, maximum: int) -> Callable[[str, Any], int]:
+    def parse(key: str, raw: Any) -> int:
+        text = str(raw).strip()
+        whole = not isinstance(raw, (bool, float)) and re.fullmatch(r"-?\d+", text) is not None
+        if not whole or not minimum <= int(text) <= maximum:
+            raise _fail(key, raw, f"expected a whole number from {minimum} to {maximum}")
+        return int(text)
+
+    return parse
+
+
+def _float(minimum: float, maximum: float) -> Callable[[str, Any], float]:
+    def parse(key: str, raw: Any) -> float:
+        try:
+            value = float(raw) if not isinstance(raw, bool) else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            raise _fail(key, raw, f"expected a number from {minimum} to {maximum}")
+        return value
+
+    return parse
+
+
+def _bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if str(raw).lower() in ("true", "false"):
+        return str(raw).lower() == "true"
+    raise _fail(key, raw, "expected true or false")
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def parse(key: str, raw: Any) -> str:
+        if raw not in options:
+            raise _fail(key, raw, f"expected one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _pattern(regex: re.Pattern[str], allowed: str) -> Callable[[str, Any], str]:
+    def parse(key: str, raw: Any) -> str:
+        if not isinstance(raw, str) or not regex.match(raw):
+            raise _fail(key, raw, allowed)
+        return raw
+
+    return parse
+
+
+def _optional_email(key: str, raw: Any) -> str:
+    if raw in ("", None):
+        return ""
+    if not isinstance(raw, str) or not _EMAIL.match(raw):
+        raise _fail(key, raw, "expected an e-mail address like ops@example.com, or an empty string for none")
+    return raw
+
+
+def _classes(key: str, raw: Any) -> tuple[int, ...]:
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = None
+    ok = (
+        isinstance(value, list)
+        and len(value) >= 2
+        and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 100 for c in value)
+        and value == sorted(set(value))
+    )
+    if not ok:
+        raise _fail(key, raw, "expected a JSON list of at least two distinct item counts in increasing order, e.g. [1,2,3,4,5]")
+    return tuple(value)
+
+
+def _memory_size(key: str, raw: Any) -> int:
+    allowed = (1024, 2048, 3072, 4096, 5120, 6144)
+    value = _int(1024, 6144)(key, raw)
+    if value not in allowed:
+        raise _fail(key, raw, f"expected one of {', '.join(map(str, allowed))} (serverless endpoint memory sizes)")
+    return value
+
+
+# --- the typed configuration ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Validated settings; field names are the snake_case form of the cdk.json context keys."""
+
+    name_prefix: str
+    region: str
+    removal_policy: str
+    alarm_email: str
+    classes: tuple[int, ...]
+    # data
+    dataset_source: str
+    # SageMaker jobs
+    processing_instance_type: str
+    tuning_instance_type: str
+    training_instance_type: str
+    training_instance_count: int
+    use_spot: bool
+    max_runtime_seconds: int
+    max_wait_seconds: int
+    tuning_max_jobs: int
+    tuning_max_parallel_jobs: int
+    training_framework_version: str
+    inference_framework_version: str
+    python_version: str
+    # gate
+    deploy_margin_over_baseline: float
+    # endpoint
+    endpoint_mode: str
+    endpoint_instance_type: str
+    endpoint_min_instances: int
+    endpoint_max_instances: int
+    endpoint_target_invocations_per_instance: int
+    serverless_memory_mb: int
+    serverless_max_concurrency: int
+    # API
+    api_auth: str
+    api_throttle_rate_limit: int
+    api_throttle_burst_limit: int
+    api_quota_per_day: int
+    max_images_per_request: int
+    review_confidence_threshold: float
+
+    @property
+    def endpoint_name(self) -> str:
+        """The fixed endpoint name the pipeline deploys to and the serving stack calls."""
+        return f"{self.name_prefix}-count-endpoint"
+
+    @property
+    def is_destroy(self) -> bool:
+        return self.removal_policy == "destroy"
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+# Each field's cdk.json key and parser. The README's configuration table is checked against this.
+PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "name_prefix": _pattern(_PREFIX, "expected 3-12 characters: lowercase letters, digits and '-', starting with a letter"),
+    "region": _pattern(_REGION, "expected an AWS region name like us-east-1"),
+    "removal_policy": _choice(REMOVAL_POLICIES),
+    "alarm_email": _optional_email,
+    "classes": _classes,
+    "dataset_source": _pattern(_S3_URI, "expected an S3 URI like s3://aft-vbi-pds/ laid out as bin-images/ + metadata/"),
+    "processing_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.m5.xlarge"),
+    "tuning_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.g5.xlarge"),
+    "training_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.g5.xlarge"),
+    "training_instance_count": _int(1, 16),
+    "use_spot": _bool,
+    "max_runtime_seconds": _int(600, 432000),
+    "max_wait_seconds": _int(600, 432000),
+    "tuning_max_jobs": _int(1, 100),
+    "tuning_max_parallel_jobs": _int(1, 10),
+    "training_framework_version": _choice(TRAINING_FRAMEWORK_VERSIONS),
+    "inference_framework_version": _choice(INFERENCE_FRAMEWORK_VERSIONS),
+    "python_version": _choice(("py310", "py311", "py312")),
+    "deploy_margin_over_baseline": _float(0.0, 1.0),
+    "endpoint_mode": _choice(ENDPOINT_MODES),
+    "endpoint_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.m5.large"),
+    "endpoint_min_instances": _int(1, 20),
+    "endpoint_max_instances": _int(1, 20),
+    "endpoint_target_invocations_per_instance": _int(1, 100000),
+    "serverless_memory_mb": _memory_size,
+    "serverless_max_concurrency": _int(1, 200),
+    "api_auth": _choice(API_AUTH_MODES),
+    "api_throttle_rate_limit": _int(1, 10000),
+    "api_throttle_burst_limit": _int(1, 5000),
+    "api_quota_per_day": _int(1, 100_000_000),
+    "max_images_per_request": _int(1, 64),
+    "review_confidence_threshold": _float(0.0, 1.0),
+}
+
+CONTEXT_KEYS: dict[str, str] = {field: _camel(field) for field in PARSERS}
+
+
+def _cross_checks(cfg: AppConfig) -> None:
+    """Rules that relate two keys."""
+    if cfg.use_spot and cfg.max_wait_seconds < cfg.max_runtime_seconds:
+        raise _fail("maxWaitSeconds", cfg.max_wait_seconds, f"must be at least maxRuntimeSeconds ({cfg.max_runtime_seconds}) when useSpot is true")
+    if cfg.tuning_max_parallel_jobs > cfg.tuning_max_jobs:
+        raise _fail("tuningMaxParallelJobs", cfg.tuning_max_parallel_jobs, f"must not exceed tuningMaxJobs ({cfg.tuning_max_jobs})")
+    if cfg.endpoint_min_instances > cfg.endpoint_max_instances:
+        raise _fail("endpointMinInstances", cfg.endpoint_min_instances, f"must not exceed endpointMaxInstances ({cfg.endpoint_max_instances})")
+    if cfg.api_throttle_burst_limit < cfg.api_throttle_rate_limit / 10:
+        raise _fail("apiThrottleBurstLimit", cfg.api_throttle_burst_limit, "must be at least a tenth of apiThrottleRateLimit")
+
+
+def config_from_mapping(context: Mapping[str, Any]) -> AppConfig:
+    """Build the config from a {cdkJsonKey: value} mapping (cdk.json context or a test's dict)."""
+    values: dict[str, Any] = {}
+    for field in fields(AppConfig):
+        key = CONTEXT_KEYS[field.name]
+        if key not in context or context[key] is None:
+            raise ConfigError(f"cdk.json context '{key}' is missing: add it to cdk.json's \"context\" (see README, Configuration)")
+        values[field.name] = PARSERS[field.name](key, context[key])
+    cfg = AppConfig(**values)
+    _cross_checks(cfg)
+    return cfg
+
+
+def load_config(node: Node) -> AppConfig:
+    """Read every key from the app's context (cdk.json plus -c overrides)."""
+    return config_from_mapping({key: node.try_get_context(key) for key in CONTEXT_KEYS.values()})
