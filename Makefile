@@ -39,7 +39,8 @@ cfn-lint: synth  ## cfn-lint every synthesized template
 
 test: setup  ## lint, synth + cfn-lint, and the whole pytest suite
 	$(MAKE) --no-print-directory lint cfn-lint
-	$(PY) -m pytest
+	@# pytest exits 5 when it collected no test: that is a failure, never a pass.
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-fast: setup  ## pytest without the slow end-to-end tests
 	$(PY) -m pytest -m "not slow"

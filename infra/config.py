@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from constructs import Node
+if TYPE_CHECKING:  # only for the type hint: keeps `python -m infra.config` free of jsii start-up
+    from constructs import Node
 
 ENDPOINT_MODES = ("instance", "serverless")
 API_AUTH_MODES = ("apiKey", "iam")
@@ -221,15 +223,55 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
 
 CONTEXT_KEYS: dict[str, str] = {field: _camel(field) for field in PARSERS}
 
+# What each key means; the README's configuration table is generated from this (`python -m infra.config`).
+DESCRIPTIONS: dict[str, str] = {
+    "name_prefix": "Prefix of every resource and job name (keeps job names inside SageMaker's length limits)",
+    "region": "AWS region to deploy to",
+    "removal_policy": "`retain` keeps buckets and the key on `cdk destroy`; `destroy` deletes them (test accounts)",
+    "alarm_email": "E-mail subscribed to the pipeline/alarm SNS topic (empty: none)",
+    "classes": "Item counts the model predicts; photos with other counts are skipped by prep and reported",
+    "dataset_source": "S3 prefix laid out as `bin-images/<id>.jpg` + `metadata/<id>.json` (default: the public dataset)",
+    "processing_instance_type": "Instance type of the Prepare and Evaluate processing jobs",
+    "tuning_instance_type": "Instance type of each tuning trial",
+    "training_instance_type": "Instance type of the final (multi-instance) training job",
+    "training_instance_count": "Instances in the final training job (data-parallel under torchrun)",
+    "use_spot": "Managed spot training for trials and final training (with S3 checkpoints)",
+    "max_runtime_seconds": "Longest a training job may run",
+    "max_wait_seconds": "Longest a spot job may wait plus run (must be >= maxRuntimeSeconds with spot)",
+    "tuning_max_jobs": "Tuning budget: trials in total",
+    "tuning_max_parallel_jobs": "Trials that run at once",
+    "training_framework_version": "PyTorch version of SageMaker's training container",
+    "inference_framework_version": "PyTorch version of SageMaker's inference container",
+    "python_version": "Python version of both containers",
+    "deploy_margin_over_baseline": "Gate: test accuracy must beat the majority-class baseline by this much (0..1)",
+    "endpoint_mode": "`instance` (real-time, autoscaled) or `serverless`",
+    "endpoint_instance_type": "Instance type of a real-time endpoint",
+    "endpoint_min_instances": "Autoscaling minimum (instance mode)",
+    "endpoint_max_instances": "Autoscaling maximum (instance mode)",
+    "endpoint_target_invocations_per_instance": "Autoscaling target: invocations per instance per minute",
+    "serverless_memory_mb": "Memory of a serverless endpoint",
+    "serverless_max_concurrency": "Concurrent invocations of a serverless endpoint",
+    "api_auth": "REST API authentication: `apiKey` (API key + usage plan) or `iam` (SigV4)",
+    "api_throttle_rate_limit": "API steady-state requests per second",
+    "api_throttle_burst_limit": "API burst requests",
+    "api_quota_per_day": "Requests per API key per day",
+    "max_images_per_request": "Most photos one JSON request may carry",
+    "review_confidence_threshold": "Predictions less confident than this are flagged `needs_review`",
+}
+
 
 def _cross_checks(cfg: AppConfig) -> None:
     """Rules that relate two keys."""
     if cfg.use_spot and cfg.max_wait_seconds < cfg.max_runtime_seconds:
-        raise _fail("maxWaitSeconds", cfg.max_wait_seconds, f"must be at least maxRuntimeSeconds ({cfg.max_runtime_seconds}) when useSpot is true")
+        raise _fail(
+            "maxWaitSeconds", cfg.max_wait_seconds, f"must be at least maxRuntimeSeconds ({cfg.max_runtime_seconds}) when useSpot is true"
+        )
     if cfg.tuning_max_parallel_jobs > cfg.tuning_max_jobs:
         raise _fail("tuningMaxParallelJobs", cfg.tuning_max_parallel_jobs, f"must not exceed tuningMaxJobs ({cfg.tuning_max_jobs})")
     if cfg.endpoint_min_instances > cfg.endpoint_max_instances:
-        raise _fail("endpointMinInstances", cfg.endpoint_min_instances, f"must not exceed endpointMaxInstances ({cfg.endpoint_max_instances})")
+        raise _fail(
+            "endpointMinInstances", cfg.endpoint_min_instances, f"must not exceed endpointMaxInstances ({cfg.endpoint_max_instances})"
+        )
     if cfg.api_throttle_burst_limit < cfg.api_throttle_rate_limit / 10:
         raise _fail("apiThrottleBurstLimit", cfg.api_throttle_burst_limit, "must be at least a tenth of apiThrottleRateLimit")
 
@@ -250,3 +292,17 @@ def config_from_mapping(context: Mapping[str, Any]) -> AppConfig:
 def load_config(node: Node) -> AppConfig:
     """Read every key from the app's context (cdk.json plus -c overrides)."""
     return config_from_mapping({key: node.try_get_context(key) for key in CONTEXT_KEYS.values()})
+
+
+def markdown_table(context: Mapping[str, Any]) -> str:
+    """The README's configuration table: key, default (from cdk.json) and meaning."""
+    rows = ["| Context key | Default | Meaning |", "| --- | --- | --- |"]
+    for field, key in CONTEXT_KEYS.items():
+        rows.append(f"| `{key}` | `{json.dumps(context.get(key))}` | {DESCRIPTIONS[field]} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    print(markdown_table(json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text())["context"]))

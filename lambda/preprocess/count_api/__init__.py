@@ -1,0 +1,1 @@
+"""The count API's parts: typed errors, request parsing, settings and the endpoint client."""

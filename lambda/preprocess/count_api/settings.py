@@ -1,0 +1,47 @@
+"""The function's settings, read from environment variables (set by infra/serving_stack.py or local mode)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# Lambda's synchronous payload limit is 6 MB for the whole event; base64 adds a third, so a raw body
+# above ~4.4 MB never reaches the function. 4 MB decoded leaves room for headers.
+DEFAULT_MAX_BODY_BYTES = 4_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint_name: str
+    max_images_per_request: int
+    review_confidence_threshold: float
+    max_body_bytes: int
+    invoke_timeout_s: float
+    invoke_max_attempts: int
+
+
+def _number(name: str, default: str, cast: type, minimum: float, maximum: float) -> float:
+    raw = os.environ.get(name, default)
+    try:
+        value = cast(raw)
+    except ValueError:
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        raise RuntimeError(f"environment variable {name}={raw!r} must be a number from {minimum} to {maximum}")
+    return value
+
+
+def load_settings() -> Settings:
+    """Read and check every setting; a bad value is the deployer's mistake and names the variable."""
+    endpoint_name = os.environ.get("ENDPOINT_NAME", "").strip()
+    if not endpoint_name:
+        raise RuntimeError("environment variable ENDPOINT_NAME is not set: it names the SageMaker endpoint to call")
+    return Settings(
+        endpoint_name=endpoint_name,
+        max_images_per_request=int(_number("MAX_IMAGES_PER_REQUEST", "8", int, 1, 64)),
+        review_confidence_threshold=float(_number("REVIEW_CONFIDENCE_THRESHOLD", "0.5", float, 0.0, 1.0)),
+        max_body_bytes=int(_number("MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES), int, 1, 10_000_000)),
+        # API Gateway gives up after 29 s; the endpoint call must end before that to answer a clean 504.
+        invoke_timeout_s=float(_number("INVOKE_TIMEOUT_SECONDS", "20", float, 0.1, 28)),
+        invoke_max_attempts=int(_number("INVOKE_MAX_ATTEMPTS", "2", int, 1, 5)),
+    )

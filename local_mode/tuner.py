@@ -1,0 +1,128 @@
+"""A local hyperparameter tuner: the twin of the SageMaker tuning job, over the same definitions.
+
+Trials draw hyperparameters from `search_space.sample` (the one search-space definition), run train.py
+as a subprocess, and are scored by `metrics_format.parse_metrics` (the same `name=value` lines the tuning
+job's metric-definition regexes read). Like SageMaker, a trial's objective is the last value it emitted
+for OBJECTIVE_METRIC; the best trial maximises it. Random search stands in for Bayesian search: with a
+handful of trials on a laptop the difference is noise.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from local_mode.runner import StepFailed, write_json_atomic
+
+# run_trial(index, hyperparameters, trial_dir, on_metrics) runs one training job to completion and
+# returns its whole output; on_metrics gets each parsed metrics record as it is printed (progress bars).
+TrialRunner = Callable[[int, dict[str, Any], Path, Callable[[dict[str, Any]], None]], str]
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    index: int
+    name: str
+    hyperparameters: dict[str, Any]
+    objective: float | None
+    metrics: list[dict[str, Any]]
+    status: str  # "Completed" | "Failed"
+    failure: str
+    duration_s: float
+
+
+def objective_value(records: list[Mapping[str, Any]], metric: str) -> float | None:
+    """The last value of `metric` in the parsed records (SageMaker's FinalHyperParameterTuningJobObjectiveMetric)."""
+    values = [float(record[metric]) for record in records if record.get(metric) is not None]
+    return values[-1] if values else None
+
+
+def distinct_samples(sample: Callable[[random.Random], dict[str, Any]], count: int, seed: int) -> list[dict[str, Any]]:
+    """Draw `count` hyperparameter sets; re-draws (a few times) a set already drawn, since a repeat teaches nothing."""
+    rng = random.Random(seed)
+    drawn: list[dict[str, Any]] = []
+    for _ in range(count):
+        candidate = sample(rng)
+        for _retry in range(20):
+            if candidate not in drawn:
+                break
+            candidate = sample(rng)
+        drawn.append(candidate)
+    return drawn
+
+
+def run_tuning(
+    *,
+    tune_dir: Path,
+    trials: int,
+    seed: int,
+    sample: Callable[[random.Random], dict[str, Any]],
+    parse_metrics: Callable[[str], list[dict[str, Any]]],
+    objective_metric: str,
+    run_trial: TrialRunner,
+    epochs_hint: Callable[[dict[str, Any]], int] | None = None,
+) -> dict[str, Any]:
+    """Run the trials one after another (2 cores: parallel trials only fight for them) and write tune_dir/best.json."""
+    if trials < 1:
+        raise ValueError(f"trials = {trials} is invalid: expected at least 1")
+    results: list[TrialResult] = []
+    bar = tqdm(total=trials, desc="trials", unit="trial", position=0, dynamic_ncols=True)
+    try:
+        for index, hyperparameters in enumerate(distinct_samples(sample, trials, seed), start=1):
+            name = f"trial-{index:03d}"
+            trial_dir = tune_dir / name
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(trial_dir / "hyperparameters.json", hyperparameters)
+            total_epochs = epochs_hint(hyperparameters) if epochs_hint else None
+            epoch_bar = tqdm(total=total_epochs, desc=f"  {name} epochs", unit="epoch", position=1, leave=False, dynamic_ncols=True)
+            start = time.monotonic()
+            failure = ""
+            try:
+                output = run_trial(index, hyperparameters, trial_dir, lambda _record: epoch_bar.update(1))
+                records = parse_metrics(output)
+            except StepFailed as error:
+                # A failed trial is a result, as in a tuning job; only all trials failing fails the step.
+                records, failure = [], str(error)
+            finally:
+                epoch_bar.close()
+            objective = objective_value(records, objective_metric)
+            if not failure and objective is None:
+                failure = f"the trial printed no '{objective_metric}' metric line"
+            result = TrialResult(
+                index=index,
+                name=name,
+                hyperparameters=hyperparameters,
+                objective=objective,
+                metrics=records,
+                status="Failed" if failure else "Completed",
+                failure=failure,
+                duration_s=round(time.monotonic() - start, 2),
+            )
+            write_json_atomic(trial_dir / "result.json", asdict(result))
+            results.append(result)
+            best_so_far = max((r.objective for r in results if r.objective is not None), default=None)
+            bar.set_postfix_str(f"best {objective_metric}={best_so_far:.3f}" if best_so_far is not None else "no result yet")
+            bar.update(1)
+    finally:
+        bar.close()
+    completed = [r for r in results if r.status == "Completed" and r.objective is not None]
+    if not completed:
+        reasons = "\n".join(f"  {r.name}: {r.failure.splitlines()[0] if r.failure else 'no metric'}" for r in results)
+        raise StepFailed(f"all {trials} tuning trials failed; see {tune_dir}/trial-*/train.log\n{reasons}")
+    # Ties go to the earlier trial, so a run is reproducible.
+    best = max(completed, key=lambda r: (r.objective, -r.index))
+    summary = {
+        "objective_metric": objective_metric,
+        "best_trial": best.name,
+        "best_objective": best.objective,
+        "best_hyperparameters": best.hyperparameters,
+        "trials": [{"name": r.name, "status": r.status, "objective": r.objective, "hyperparameters": r.hyperparameters} for r in results],
+    }
+    write_json_atomic(tune_dir / "best.json", summary)
+    return summary

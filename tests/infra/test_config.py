@@ -1,0 +1,134 @@
+"""infra/config.py: every rule, with a bad value and the exact message it produces."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from infra.config import CONTEXT_KEYS, AppConfig, ConfigError, config_from_mapping
+
+
+def with_override(context: dict, **overrides) -> dict:
+    return {**context, **overrides}
+
+
+def test_defaults_in_cdk_json_are_valid(default_context):
+    cfg = config_from_mapping(default_context)
+    assert isinstance(cfg, AppConfig)
+    assert cfg.training_instance_count == 2
+    assert cfg.classes == (1, 2, 3, 4, 5)
+    assert cfg.endpoint_name == "invmon-count-endpoint"
+
+
+def test_every_config_key_has_a_default_in_cdk_json(default_context):
+    missing = sorted(set(CONTEXT_KEYS.values()) - set(default_context))
+    assert missing == []
+
+
+def test_cli_strings_are_parsed_like_json_values(default_context):
+    # `cdk synth -c trainingInstanceCount=4 -c useSpot=false` delivers strings.
+    cfg = config_from_mapping(
+        with_override(default_context, trainingInstanceCount="4", useSpot="false", classes="[0,1,2]", reviewConfidenceThreshold="0.7")
+    )
+    assert (cfg.training_instance_count, cfg.use_spot, cfg.classes, cfg.review_confidence_threshold) == (4, False, (0, 1, 2), 0.7)
+
+
+BAD_VALUES = [
+    (
+        "trainingInstanceCount",
+        0,
+        "cdk.json context 'trainingInstanceCount' = 0 is invalid: expected a whole number from 1 to 16. "
+        "Set it in cdk.json or with -c trainingInstanceCount=...",
+    ),
+    ("trainingInstanceCount", "two", "'trainingInstanceCount' = 'two' is invalid: expected a whole number from 1 to 16"),
+    ("trainingInstanceCount", 2.5, "'trainingInstanceCount' = 2.5 is invalid: expected a whole number from 1 to 16"),
+    ("endpointMode", "async", "'endpointMode' = 'async' is invalid: expected one of instance, serverless"),
+    ("apiAuth", "cognito", "'apiAuth' = 'cognito' is invalid: expected one of apiKey, iam"),
+    ("removalPolicy", "snapshot", "'removalPolicy' = 'snapshot' is invalid: expected one of retain, destroy"),
+    (
+        "alarmEmail",
+        "ops-at-example.com",
+        "'alarmEmail' = 'ops-at-example.com' is invalid: expected an e-mail address like ops@example.com, or an empty string for none",
+    ),
+    (
+        "namePrefix",
+        "Inventory_Monitor",
+        "'namePrefix' = 'Inventory_Monitor' is invalid: expected 3-12 characters: lowercase letters, digits and '-', starting with a letter",
+    ),
+    ("region", "mars-1", "'region' = 'mars-1' is invalid: expected an AWS region name like us-east-1"),
+    ("useSpot", "maybe", "'useSpot' = 'maybe' is invalid: expected true or false"),
+    (
+        "classes",
+        [3, 1],
+        "'classes' = [3, 1] is invalid: expected a JSON list of at least two distinct item counts in increasing order, e.g. [1,2,3,4,5]",
+    ),
+    (
+        "datasetSource",
+        "bucket/prefix",
+        "'datasetSource' = 'bucket/prefix' is invalid: expected an S3 URI like s3://aft-vbi-pds/ laid out as bin-images/ + metadata/",
+    ),
+    (
+        "trainingInstanceType",
+        "g5.xlarge",
+        "'trainingInstanceType' = 'g5.xlarge' is invalid: expected a SageMaker instance type like ml.g5.xlarge",
+    ),
+    (
+        "trainingFrameworkVersion",
+        "2.13",
+        "'trainingFrameworkVersion' = '2.13' is invalid: expected one of 2.3, 2.4, 2.5, 2.6, 2.7, 2.8, 2.9, 2.10",
+    ),
+    ("inferenceFrameworkVersion", "2.8", "'inferenceFrameworkVersion' = '2.8' is invalid: expected one of 2.3, 2.4, 2.5, 2.6"),
+    ("pythonVersion", "py39", "'pythonVersion' = 'py39' is invalid: expected one of py310, py311, py312"),
+    ("deployMarginOverBaseline", 1.5, "'deployMarginOverBaseline' = 1.5 is invalid: expected a number from 0.0 to 1.0"),
+    ("reviewConfidenceThreshold", "high", "'reviewConfidenceThreshold' = 'high' is invalid: expected a number from 0.0 to 1.0"),
+    (
+        "serverlessMemoryMb",
+        2500,
+        "'serverlessMemoryMb' = 2500 is invalid: expected one of 1024, 2048, 3072, 4096, 5120, 6144 (serverless endpoint memory sizes)",
+    ),
+    ("maxImagesPerRequest", 100, "'maxImagesPerRequest' = 100 is invalid: expected a whole number from 1 to 64"),
+    ("tuningMaxJobs", 0, "'tuningMaxJobs' = 0 is invalid: expected a whole number from 1 to 100"),
+    ("maxRuntimeSeconds", 60, "'maxRuntimeSeconds' = 60 is invalid: expected a whole number from 600 to 432000"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
+def test_bad_value_names_key_value_and_rule(default_context, key, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_mapping(with_override(default_context, **{key: value}))
+
+
+CROSS_RULES = [
+    (
+        {"useSpot": True, "maxRuntimeSeconds": 7200, "maxWaitSeconds": 3600},
+        "'maxWaitSeconds' = 3600 is invalid: must be at least maxRuntimeSeconds (7200) when useSpot is true",
+    ),
+    ({"tuningMaxJobs": 2, "tuningMaxParallelJobs": 3}, "'tuningMaxParallelJobs' = 3 is invalid: must not exceed tuningMaxJobs (2)"),
+    (
+        {"endpointMinInstances": 3, "endpointMaxInstances": 2},
+        "'endpointMinInstances' = 3 is invalid: must not exceed endpointMaxInstances (2)",
+    ),
+    (
+        {"apiThrottleRateLimit": 1000, "apiThrottleBurstLimit": 10},
+        "'apiThrottleBurstLimit' = 10 is invalid: must be at least a tenth of apiThrottleRateLimit",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), CROSS_RULES, ids=[m.split("'")[1] for _, m in CROSS_RULES])
+def test_rules_across_keys(default_context, overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_mapping(with_override(default_context, **overrides))
+
+
+def test_spot_off_allows_any_max_wait(default_context):
+    cfg = config_from_mapping(with_override(default_context, useSpot=False, maxRuntimeSeconds=7200, maxWaitSeconds=3600))
+    assert cfg.use_spot is False
+
+
+def test_missing_key_says_where_to_add_it(default_context):
+    context = dict(default_context)
+    del context["endpointMode"]
+    with pytest.raises(ConfigError, match=re.escape("cdk.json context 'endpointMode' is missing: add it to cdk.json's \"context\"")):
+        config_from_mapping(context)

@@ -1,0 +1,62 @@
+"""The local tuner's loop (local_mode.tuner): real loop, files and scoring; the trial runner is a stand-in
+function that prints metric lines instead of training (the real train.py trials run in test_demo_e2e)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from local_mode.runner import StepFailed
+from local_mode.tuner import distinct_samples, objective_value, run_tuning
+
+METRIC = "validation:accuracy"
+
+
+def _parse(text: str) -> list[dict]:
+    return [{METRIC: float(m)} for m in re.findall(r"validation:accuracy=([0-9.]+)", text)]
+
+
+def _sample(rng: random.Random) -> dict:
+    return {"lr": round(rng.uniform(0.001, 0.1), 5), "epochs": 2}
+
+
+def test_objective_is_the_last_emitted_value() -> None:
+    assert objective_value([{METRIC: 0.9}, {"other": 1.0}, {METRIC: 0.4}], METRIC) == 0.4
+    assert objective_value([{"other": 1.0}], METRIC) is None
+
+
+def test_distinct_samples_are_reproducible() -> None:
+    assert distinct_samples(_sample, 4, seed=3) == distinct_samples(_sample, 4, seed=3)
+    assert len({json.dumps(s, sort_keys=True) for s in distinct_samples(_sample, 4, seed=3)}) == 4
+
+
+def test_best_trial_maximises_the_objective_and_failures_are_recorded(tmp_path: Path) -> None:
+    scores = {1: 0.3, 2: None, 3: 0.7, 4: 0.5}
+
+    def run_trial(index: int, hp: dict, trial_dir: Path, on_metrics) -> str:
+        if scores[index] is None:
+            raise StepFailed("train.py exited with code 1")
+        on_metrics({})
+        return f"METRICS epoch=1; validation:accuracy=0.1;\nMETRICS epoch=2; validation:accuracy={scores[index]};\n"
+
+    best = run_tuning(
+        tune_dir=tmp_path, trials=4, seed=0, sample=_sample, parse_metrics=_parse, objective_metric=METRIC, run_trial=run_trial
+    )
+    assert best["best_trial"] == "trial-003"
+    assert best["best_objective"] == 0.7
+    assert [t["status"] for t in best["trials"]] == ["Completed", "Failed", "Completed", "Completed"]
+    assert json.loads((tmp_path / "best.json").read_text()) == best
+    failed = json.loads((tmp_path / "trial-002" / "result.json").read_text())
+    assert "exited with code 1" in failed["failure"]
+
+
+def test_all_trials_failing_fails_the_step(tmp_path: Path) -> None:
+    def run_trial(index: int, hp: dict, trial_dir: Path, on_metrics) -> str:
+        return "no metrics here\n"
+
+    with pytest.raises(StepFailed, match="all 2 tuning trials failed"):
+        run_tuning(tune_dir=tmp_path, trials=2, seed=0, sample=_sample, parse_metrics=_parse, objective_metric=METRIC, run_trial=run_trial)

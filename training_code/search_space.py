@@ -1,0 +1,130 @@
+"""The one hyperparameter search space, read by the SageMaker tuning job and by the local tuner.
+
+Names are train.py's CLI flags without the leading dashes. SageMaker passes every value as a string;
+train.py parses them with the same argparse types as a local run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+
+
+@dataclass(frozen=True)
+class Continuous:
+    min: float
+    max: float
+    scaling: str = "Auto"
+
+    def __post_init__(self) -> None:
+        _check_range(self.min, self.max, self.scaling)
+
+    def sample(self, rng: random.Random) -> float:
+        if self.scaling == "Logarithmic":
+            return math.exp(rng.uniform(math.log(self.min), math.log(self.max)))
+        return rng.uniform(self.min, self.max)
+
+
+@dataclass(frozen=True)
+class Integer:
+    min: int
+    max: int
+    scaling: str = "Auto"
+
+    def __post_init__(self) -> None:
+        _check_range(self.min, self.max, self.scaling)
+
+    def sample(self, rng: random.Random) -> int:
+        if self.scaling == "Logarithmic":
+            return round(math.exp(rng.uniform(math.log(self.min), math.log(self.max))))
+        return rng.randint(self.min, self.max)
+
+
+@dataclass(frozen=True)
+class Categorical:
+    values: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.values or any(not isinstance(v, str) for v in self.values):
+            raise ValueError(f"Categorical values must be a non-empty tuple of strings, got {self.values!r}")
+
+    def sample(self, rng: random.Random) -> str:
+        return rng.choice(self.values)
+
+
+def _check_range(low: float, high: float, scaling: str) -> None:
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling {scaling!r} is invalid: expected one of {', '.join(SCALINGS)}")
+    if not low < high:
+        raise ValueError(f"range [{low}, {high}] is empty: min must be below max")
+    if scaling == "Logarithmic" and low <= 0:
+        raise ValueError(f"Logarithmic scaling needs min > 0, got {low}")
+
+
+Parameter = Continuous | Integer | Categorical
+
+# For GPU tuning trials on the Udacity subset (~6k training photos). Models without pretrained weights
+# (nothing is downloaded): resnet34 from scratch is the best published result on this data.
+SEARCH_SPACE: dict[str, Parameter] = {
+    "lr": Continuous(3e-4, 3e-3, "Logarithmic"),
+    "batch-size": Categorical(("32", "64", "128")),
+    "epochs": Integer(15, 40),
+    "weight-decay": Continuous(1e-4, 1e-1, "Logarithmic"),
+    "label-smoothing": Continuous(0.0, 0.2),
+    "model": Categorical(("resnet18", "resnet34", "efficientnet_b0")),
+}
+
+# Fixed for every trial and the final training job (strings, as SageMaker sends them).
+STATIC_HYPERPARAMETERS: dict[str, str] = {
+    "head": "linear",
+    "image-size": "224",
+    "seed": "42",
+}
+
+# CPU-sized space for the local demo's tuner: trials of ~1 minute on 2 cores (docs/training.md).
+DEMO_SEARCH_SPACE: dict[str, Parameter] = {
+    "lr": Continuous(1e-3, 6e-3, "Logarithmic"),
+    "batch-size": Categorical(("32", "64")),
+    "epochs": Integer(4, 8),
+    "weight-decay": Continuous(1e-4, 5e-2, "Logarithmic"),
+    "label-smoothing": Continuous(0.0, 0.1),
+    "model": Categorical(("mobilenet_v3_small",)),
+}
+DEMO_STATIC_HYPERPARAMETERS: dict[str, str] = {"head": "linear", "image-size": "96", "seed": "42"}
+
+
+def _fmt(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
+
+
+def to_sagemaker_ranges(space: dict[str, Parameter] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The ParameterRanges block of CreateHyperParameterTuningJob (all values as strings)."""
+    ranges: dict[str, list[dict[str, Any]]] = {
+        "ContinuousParameterRanges": [],
+        "IntegerParameterRanges": [],
+        "CategoricalParameterRanges": [],
+    }
+    for name, param in (space or SEARCH_SPACE).items():
+        if isinstance(param, Categorical):
+            ranges["CategoricalParameterRanges"].append({"Name": name, "Values": list(param.values)})
+        else:
+            key = "ContinuousParameterRanges" if isinstance(param, Continuous) else "IntegerParameterRanges"
+            ranges[key].append({"Name": name, "MinValue": _fmt(param.min), "MaxValue": _fmt(param.max), "ScalingType": param.scaling})
+    return ranges
+
+
+def sample(rng: random.Random, space: dict[str, Parameter] | None = None) -> dict[str, float | int | str]:
+    """One random point of the space (the local tuner's random search), typed: float, int or str."""
+    return {name: param.sample(rng) for name, param in (space or SEARCH_SPACE).items()}
+
+
+def to_cli_args(hyperparameters: dict[str, Any]) -> list[str]:
+    """{"lr": 0.001, "batch-size": "64"} -> ["--lr", "0.001", "--batch-size", "64"] for train.py."""
+    args: list[str] = []
+    for name, value in hyperparameters.items():
+        args += [f"--{name}", _fmt(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)]
+    return args
