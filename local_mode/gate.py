@@ -27,7 +27,9 @@ class GateDecision:
 
 def _fraction(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"gate input '{name}' = {value!r} is invalid: expected a fraction from 0 to 1 (evaluation.json's fields are fractions)")
+        raise ValueError(
+            f"gate input '{name}' = {value!r} is invalid: expected a fraction from 0 to 1 (evaluation.json's fields are fractions)"
+        )
     return float(value)
 
 
@@ -54,7 +56,9 @@ def decide(
     if mode == "never":
         return result(False, "deploy=never: not deploying")
     if accuracy < threshold:
-        return result(False, f"accuracy {accuracy:.3f} is below the majority baseline {majority_baseline:.3f} + margin {margin:.3f} = {threshold:.3f}")
+        return result(
+            False, f"accuracy {accuracy:.3f} is below the majority baseline {majority_baseline:.3f} + margin {margin:.3f} = {threshold:.3f}"
+        )
     if serving_accuracy is not None and accuracy < serving_accuracy:
         return result(False, f"accuracy {accuracy:.3f} is below the serving model's recorded accuracy {serving_accuracy:.3f}")
     served = "" if serving_accuracy is None else f" and the serving model's {serving_accuracy:.3f}"

@@ -168,6 +168,8 @@ def run_logged(
     cwd: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     what: str = "command",
+    stderr_to_terminal: bool = False,
+    started: Callable[[subprocess.Popen], None] | None = None,
 ) -> None:
     """Run a child in its own process group, its output to log_path (and on_line), and raise StepFailed on failure.
 
@@ -182,7 +184,7 @@ def run_logged(
         process = subprocess.Popen(
             list(command),
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=None if stderr_to_terminal else subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
@@ -191,6 +193,8 @@ def run_logged(
             start_new_session=True,
         )
         try:
+            if started is not None:
+                started(process)
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)

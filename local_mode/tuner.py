@@ -84,7 +84,7 @@ def run_tuning(
             start = time.monotonic()
             failure = ""
             try:
-                output = run_trial(index, hyperparameters, trial_dir, lambda _record: epoch_bar.update(1))
+                output = run_trial(index, hyperparameters, trial_dir, lambda _record, bar=epoch_bar: bar.update(1))
                 records = parse_metrics(output)
             except StepFailed as error:
                 # A failed trial is a result, as in a tuning job; only all trials failing fails the step.

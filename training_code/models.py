@@ -45,6 +45,11 @@ def build_backbone(architecture: str, num_classes: int, head: str = "linear", pr
     else:  # efficientnet / mobilenet_v3: classifier is a Sequential ending in a Linear
         last = net.classifier[-1]
         net.classifier[-1] = _head(last.in_features, num_classes, head)
+    # torchvision gives MobileNetV3/EfficientNet BatchNorm momentum 0.01 (long ImageNet schedules); with a
+    # few hundred steps the running statistics lag far behind and evaluation collapses to one class.
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = 0.1
     return net
 
 
@@ -79,11 +84,17 @@ class CountingModel(nn.Module):
         self.register_buffer("std", torch.tensor(preprocessing_spec.STD).view(1, 3, 1, 1) * 255.0, persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # NHWC -> NCHW as a view: the result is already channels_last in memory.
-        x = images.permute(0, 3, 1, 2).float()
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False)
+        x = to_model_size(images, self.image_size)
         return self.net((x - self.mean) / self.std)
+
+
+def to_model_size(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8/float NHWC -> float NCHW (0..255) at image_size; training augments after this same step."""
+    # NHWC -> NCHW as a view: the result is already channels_last in memory.
+    x = images.permute(0, 3, 1, 2).float()
+    if x.shape[-1] != image_size or x.shape[-2] != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+    return x
 
 
 def build_model(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from local_mode.runner import UsageError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg",)  # what prep.py reads: bin-images/<id>.jpg
 LAYOUT = "a folder laid out like the bucket s3://aft-vbi-pds/: bin-images/<id>.jpg and metadata/<id>.json with EXPECTED_QUANTITY"
 
 
@@ -32,10 +32,16 @@ def read_file_list(path: Path) -> list[str]:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UsageError(f"--file-list {path} is not valid JSON ({error}). Expected {{\"1\": [\"metadata/<id>.json\", ...], ...}}") from None
-    entries = [e for group in data.values() for e in group] if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()) else data
+        raise UsageError(f'--file-list {path} is not valid JSON ({error}). Expected {{"1": ["metadata/<id>.json", ...], ...}}') from None
+    entries = (
+        [e for group in data.values() for e in group]
+        if isinstance(data, dict) and all(isinstance(v, list) for v in data.values())
+        else data
+    )
     if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
-        raise UsageError(f"--file-list {path}: expected a non-empty {{\"<count>\": [\"metadata/<id>.json\", ...]}} object or a JSON list of ids")
+        raise UsageError(
+            f'--file-list {path}: expected a non-empty {{"<count>": ["metadata/<id>.json", ...]}} object or a JSON list of ids'
+        )
     return [Path(e).stem for e in entries]
 
 
@@ -51,7 +57,7 @@ def check_source(source: Path, classes: tuple[int, ...], file_list: Path | None 
         raise UsageError(f"--source {source} has no {' and no '.join(missing)} subfolder. Expected {LAYOUT}")
     images = {p.stem: p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     if not images:
-        raise UsageError(f"--source {source}: bin-images/ holds no .jpg/.jpeg/.png photos. Expected {LAYOUT}")
+        raise UsageError(f"--source {source}: bin-images/ holds no <id>.jpg photos. Expected {LAYOUT}")
     wanted = set(read_file_list(file_list)) if file_list else None
     metadata = sorted(p for p in metadata_dir.glob("*.json") if wanted is None or p.stem in wanted)
     if not metadata:

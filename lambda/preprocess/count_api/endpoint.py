@@ -42,7 +42,9 @@ def _client(service: str, endpoint_url: str | None, timeout_s: float, attempts: 
 
 
 def runtime_client(settings: Settings) -> Any:
-    return _client("sagemaker-runtime", os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"), settings.invoke_timeout_s, settings.invoke_max_attempts)
+    return _client(
+        "sagemaker-runtime", os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"), settings.invoke_timeout_s, settings.invoke_max_attempts
+    )
 
 
 def control_client(settings: Settings) -> Any:
@@ -100,9 +102,13 @@ def _from_client_error(error: ClientError, endpoint_name: str) -> Exception:
         original = error.response.get("OriginalMessage") or message
         return EndpointModelError("model_error", f"the model could not process the photos: {original}"[:1000])
     if code in ("ValidationError", "ValidationException") and ("not found" in message.lower() or "could not find" in message.lower()):
-        return EndpointUnavailable("endpoint_not_deployed", NOT_DEPLOYED_MESSAGE.format(name=endpoint_name), retry_after_s=RETRY_AFTER_NOT_READY_S)
+        return EndpointUnavailable(
+            "endpoint_not_deployed", NOT_DEPLOYED_MESSAGE.format(name=endpoint_name), retry_after_s=RETRY_AFTER_NOT_READY_S
+        )
     if code in ("ThrottlingException", "Throttling", "TooManyRequestsException"):
-        return EndpointUnavailable("endpoint_throttled", "the model endpoint is busy: retry after a short wait", retry_after_s=RETRY_AFTER_THROTTLED_S)
+        return EndpointUnavailable(
+            "endpoint_throttled", "the model endpoint is busy: retry after a short wait", retry_after_s=RETRY_AFTER_THROTTLED_S
+        )
     if code in ("ModelNotReadyException", "ServiceUnavailable", "ServiceUnavailableException"):
         return EndpointUnavailable(
             "endpoint_not_ready", "the model endpoint is starting or scaling: retry shortly", retry_after_s=RETRY_AFTER_NOT_READY_S

@@ -30,7 +30,7 @@ def event_body(body: str | None, is_base64: bool, max_bytes: int) -> bytes:
     """The request body as bytes. API Gateway base64-encodes binary media types; decode it ourselves
     (Powertools' decoded_body UTF-8-decodes and fails on JPEG bytes)."""
     if not body:
-        raise BadRequest("empty_body", "the request body is empty: send a JPEG or PNG photo, or JSON {\"images\": [...]}")
+        raise BadRequest("empty_body", 'the request body is empty: send a JPEG or PNG photo, or JSON {"images": [...]}')
     # Cheap size check before decoding: base64 is 4/3 of the raw size.
     if len(body) > max_bytes * 4 // 3 + 4:
         raise _too_large(len(body) * 3 // 4 if is_base64 else len(body), max_bytes)
@@ -44,7 +44,7 @@ def event_body(body: str | None, is_base64: bool, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise _too_large(len(data), max_bytes)
     if not data:
-        raise BadRequest("empty_body", "the request body is empty: send a JPEG or PNG photo, or JSON {\"images\": [...]}")
+        raise BadRequest("empty_body", 'the request body is empty: send a JPEG or PNG photo, or JSON {"images": [...]}')
     return data
 
 
@@ -74,14 +74,16 @@ def _parse_json_batch(data: bytes, max_images: int) -> list[Photo]:
     try:
         document: Any = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise BadRequest("invalid_json", f"the body is not valid JSON ({type(error).__name__}): send {{\"images\": [...]}}") from None
+        raise BadRequest("invalid_json", f'the body is not valid JSON ({type(error).__name__}): send {{"images": [...]}}') from None
     images = document.get("images") if isinstance(document, dict) else None
     if not isinstance(images, list):
         raise BadRequest("invalid_request", 'the JSON body needs an "images" list: {"images": [{"id": "bin-1", "data": "<base64 JPEG>"}]}')
     if not images:
         raise BadRequest("no_images", 'the "images" list is empty: send at least one photo')
     if len(images) > max_images:
-        raise BadRequest("too_many_images", f"the request has {len(images)} images, above the limit of {max_images}: split it into several requests")
+        raise BadRequest(
+            "too_many_images", f"the request has {len(images)} images, above the limit of {max_images}: split it into several requests"
+        )
     photos: list[Photo] = []
     seen: set[str] = set()
     for index, item in enumerate(images):

@@ -1,0 +1,188 @@
+"""Lambda cold start: import time of the handler in a fresh process, and the unzipped asset size (issue 7, item 2).
+
+    .venv/bin/python -m bench.cold_start [--runs 7] [--build] [--quick]
+
+The asset is the folder infra/lambda_asset.py builds at synth (.cache/lambda/asset-*, the newest complete
+one); --build asks that builder for it when none exists (vendoring needs PyPI once, then it is cached).
+The asset targets the Lambda runtime (python3.12, arm64), so its compiled Pillow cannot load on this x86
+machine: the timed import uses a copy of the asset's pure-Python code (handler, count_api,
+preprocessing_spec, powertools, xray SDK, wrapt, typing_extensions) first on PYTHONPATH, with this venv's
+Pillow (the same 12.0.0) and boto3 (the Lambda runtime ships boto3 with its own bytecode). Two cases:
+- as shipped: the asset holds no .pyc (pip --no-compile) and /var/task is read-only, so every cold
+  start compiles the asset's modules from source (PYTHONDONTWRITEBYTECODE=1 reproduces that);
+- precompiled: the same copy after `compileall`: what a builder that ships bytecode would get.
+Without any asset, the import is timed from the source folders with the venv's packages.
+Each figure is the median over --runs fresh processes; `import_ms` is measured inside the process around
+`import handler`, `process_ms` is the whole interpreter start + import + exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from bench import common
+
+ASSET_CACHE = common.ROOT / ".cache" / "lambda"
+# Compiled for aarch64 in the asset: provided by the venv instead (same version) for the timing.
+BINARY_PARTS = ("PIL", "pillow.libs", "pillow-")
+TARGET_IMPORT_MS = 300.0
+TARGET_SIZE_MB = 30.0
+PROBE = (
+    "import time, sys; t = time.perf_counter(); import handler; "
+    "sys.stdout.write(repr((time.perf_counter() - t) * 1000) + ' ' + sys.modules['aws_lambda_powertools'].__file__)"
+)
+
+
+def find_asset(build: bool) -> tuple[Path | None, str]:
+    """(asset folder or None, how it was found)."""
+    built = sorted((p for p in ASSET_CACHE.glob("asset-*") if (p / ".complete").is_file()), key=lambda p: p.stat().st_mtime)
+    if built:
+        return built[-1], "newest complete asset in .cache/lambda (infra/lambda_asset.py)"
+    synthesized = sorted(
+        (p for p in (common.ROOT / "cdk.out").glob("asset.*") if (p / "handler.py").is_file()), key=lambda p: p.stat().st_mtime
+    )
+    if synthesized:
+        return synthesized[-1], "cdk.out asset from the last synth"
+    if not build:
+        return None, "no asset built yet (run `make synth` or pass --build)"
+    sys.path.insert(0, str(common.ROOT))
+    try:
+        from infra import lambda_asset
+
+        return lambda_asset.build_asset(), "built now by infra/lambda_asset.build_asset()"
+    except Exception as error:  # no network for the first vendoring, or the builder is not there
+        return None, f"the asset could not be built ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+
+
+def folder_size(folder: Path) -> tuple[int, dict[str, int]]:
+    """Total bytes of the regular files (what Lambda unzips) and bytes per top-level entry."""
+    per_entry: dict[str, int] = defaultdict(int)
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.name != ".complete":
+            size = path.stat().st_size
+            total += size
+            per_entry[path.relative_to(folder).parts[0]] += size
+    return total, dict(per_entry)
+
+
+def python_copy(asset: Path, destination: Path, compile_bytecode: bool) -> Path:
+    """A copy of the asset without its aarch64 binaries; optionally with bytecode compiled."""
+    shutil.rmtree(destination, ignore_errors=True)
+    shutil.copytree(
+        asset,
+        destination,
+        ignore=lambda folder, names: [n for n in names if Path(folder) == asset and n.startswith(BINARY_PARTS)] + ["__pycache__"],
+    )
+    if compile_bytecode:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(destination)], check=True, capture_output=True)
+    return destination
+
+
+def lambda_env(pythonpath: str, write_bytecode: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "POWERTOOLS", "AWS_"))}
+    env.update(
+        PYTHONPATH=pythonpath,
+        # What the Lambda runtime and the stack set: the tracer and metrics take their Lambda code paths.
+        AWS_LAMBDA_FUNCTION_NAME="bench-cold-start",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        POWERTOOLS_SERVICE_NAME="count-api",
+        POWERTOOLS_METRICS_NAMESPACE="InventoryMonitor",
+        ENDPOINT_NAME="bench-endpoint",
+    )
+    if not write_bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def time_imports(env: dict[str, str], runs: int) -> dict[str, float | str]:
+    imports, processes, origin = [], [], ""
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=False, cwd="/")
+        processes.append((time.perf_counter() - started) * 1000)
+        if result.returncode != 0:
+            raise common.BenchError(f"importing the handler failed:\n{result.stderr.strip()[-1500:]}")
+        value, origin = result.stdout.split(" ", 1)
+        imports.append(float(value))
+    return {"import_ms": statistics.median(imports), "process_ms": statistics.median(processes), "powertools_from": origin}
+
+
+def top_imports(env: dict[str, str], limit: int = 8) -> list[dict[str, float | str]]:
+    """`python -X importtime -c "import handler"`: self time summed per top-level package, slowest first
+    (self times add up to the whole import, so the shares are comparable)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import handler"], env=env, capture_output=True, text=True, check=False, cwd="/"
+    )
+    totals: dict[str, float] = defaultdict(float)
+    for line in result.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+        if match:
+            totals[match.group(2).split(".")[0]] += int(match.group(1)) / 1000
+    ranked = sorted(totals.items(), key=lambda item: -item[1])[:limit]
+    return [{"package": name, "self_ms": ms} for name, ms in ranked]
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Time the Lambda handler's import in fresh processes and size its asset.")
+    parser.add_argument("--runs", type=int, default=7, help="fresh processes per case (the median is reported)")
+    parser.add_argument("--build", action="store_true", help="build the asset with infra/lambda_asset.py when none exists")
+    parser.add_argument("--quick", action="store_true", help="3 runs per case")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.runs < 1:
+        print("error: --runs must be at least 1", file=sys.stderr)
+        return 2
+    runs = 3 if args.quick else args.runs
+    asset, how = find_asset(args.build)
+    print(f"asset: {asset or '-'} ({how})")
+    rows: list[dict] = []
+    extra: dict = {"asset_found": how, "target_import_ms": TARGET_IMPORT_MS, "target_size_mb": TARGET_SIZE_MB}
+    scratch = common.SCRATCH_DIR / "cold_start"
+    try:
+        if asset is not None:
+            total, per_entry = folder_size(asset)
+            extra["asset_size_mb"] = total / 2**20
+            extra["asset_size_by_entry_mb"] = {k: round(v / 2**20, 3) for k, v in sorted(per_entry.items(), key=lambda kv: -kv[1])}
+            print(f"asset size unzipped: {total / 2**20:.1f} MB (target <= {TARGET_SIZE_MB:.0f} MB)")
+            cases = [
+                ("asset as shipped (no .pyc, read-only)", python_copy(asset, scratch / "shipped", False), False),
+                ("asset precompiled (.pyc)", python_copy(asset, scratch / "precompiled", True), True),
+            ]
+            env_for_top = lambda_env(str(cases[0][1]), False)
+        else:
+            source = os.pathsep.join(str(common.ROOT / p) for p in ("lambda/preprocess", "training_code"))
+            cases = [("source folders + venv packages (no asset)", Path(source), True)]
+            env_for_top = lambda_env(source, True)
+        for label, folder, bytecode in cases:
+            row = {"case": label, "runs": runs, **time_imports(lambda_env(str(folder), bytecode), runs)}
+            rows.append(row)
+        extra["top_imports"] = top_imports(env_for_top)
+    except common.BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    common.print_table(rows, ["case", "runs", "import_ms", "process_ms"])
+    common.print_table(extra["top_imports"], ["package", "self_ms"])
+    path = common.write_result("cold_start", common.command_line("bench.cold_start", argv), rows, extra)
+    print(f"wrote {path.relative_to(common.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

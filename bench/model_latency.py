@@ -1,0 +1,194 @@
+"""Endpoint model latency (batch 1) and throughput (batch 16) on CPU for every offered architecture (issue 7, item 3).
+
+    .venv/bin/python -m bench.model_latency [--models resnet18,...] [--variants eager,channels_last,torchscript,onnxruntime]
+                                            [--threads 2] [--repeats 7] [--image-size 224] [--quick]
+
+The model is training_code/models.build_model(...) in eval mode (random weights: speed does not depend on
+their values), fed the wire format: uint8 [N, 224, 224, 3]. Variants:
+- eager: the module as inference.py builds it.
+- channels_last: weights converted with .to(memory_format=torch.channels_last); the input permute in
+  CountingModel already gives a channels_last view, so this removes layout conversions inside conv layers.
+- torchscript: torch.jit.trace + torch.jit.freeze (folds BatchNorm into convs, inlines constants).
+- compile: torch.compile(mode="max-autotune-no-cudagraphs" is not used: default mode); opt-in only, its
+  first call compiles for minutes on two cores.
+- onnxruntime: torch.onnx.export (TorchScript exporter, opset 18, dynamic batch) run by onnxruntime's CPU
+  provider with the same thread count; skipped with a note when onnxruntime is not installed.
+Every variant's logits are compared with eager's on the same batch (max absolute difference), so a faster
+path is only a candidate when it gives the same outputs. Figures: median of --repeats timed calls after
+warm-up; img/s = batch / median seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bench import common
+
+VARIANTS = ("eager", "channels_last", "torchscript", "compile", "onnxruntime")
+DEFAULT_VARIANTS = ("eager", "channels_last", "torchscript", "onnxruntime")
+BATCHES = (1, 16)
+
+
+def _runner(variant: str, model, example, threads: int, scratch: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Build one variant; the returned callable maps a uint8 NHWC batch to logits (numpy)."""
+    import torch
+
+    if variant == "eager":
+        return lambda batch: model(torch.from_numpy(batch)).numpy()
+    if variant == "channels_last":
+        cl = model.to(memory_format=torch.channels_last)
+        return lambda batch: cl(torch.from_numpy(batch)).numpy()
+    if variant == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # trace warns about the (constant) image-size check in forward
+            scripted = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+        return lambda batch: scripted(torch.from_numpy(batch)).numpy()
+    if variant == "compile":
+        compiled = torch.compile(model)
+        return lambda batch: compiled(torch.from_numpy(batch)).numpy()
+    if variant == "onnxruntime":
+        import onnxruntime as ort
+
+        path = scratch / "model.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=18,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return lambda batch: session.run(None, {"images": batch})[0]
+    raise common.BenchError(f"unknown variant {variant!r}: choose from {', '.join(VARIANTS)}")
+
+
+def calibrated_model(architecture: str, image_size: int, seed: int = 0):
+    """A model whose BatchNorm statistics match its activations, like a trained one.
+
+    A freshly initialised model in eval mode uses running stats (mean 0, var 1) that do not match its
+    activations: they grow layer by layer into denormal or inf values, which run many times slower on CPU
+    and would make every eager figure meaningless. Two train-mode passes with a cumulative average fix that."""
+    import models
+    import torch
+
+    torch.manual_seed(seed)
+    model = models.build_model(architecture, 5, image_size=image_size)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative moving average over the calibration passes
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randint(0, 256, (8, 224, 224, 3), dtype=torch.uint8, generator=generator))
+    return model.eval()
+
+
+def measure_model(architecture: str, variants: list[str], threads: int, repeats: int, image_size: int) -> list[dict]:
+    import copy
+
+    import torch
+
+    rng = np.random.default_rng(0)
+    batches = {n: rng.integers(0, 256, size=(n, 224, 224, 3), dtype=np.uint8) for n in BATCHES}
+    rows = []
+    reference: dict[int, np.ndarray] = {}
+    base = calibrated_model(architecture, image_size)
+    for variant in variants:
+        model = copy.deepcopy(base)  # same weights for every variant, so outputs are comparable
+        with torch.inference_mode(), tempfile.TemporaryDirectory() as scratch:
+            try:
+                run = _runner(variant, model, torch.from_numpy(batches[1]), threads, Path(scratch))
+            except ImportError as error:
+                print(f"note: {variant} skipped ({error}); install it with the pin in requirements-dev.txt")
+                continue
+            row: dict = {"model": architecture, "variant": variant, "image_size": image_size, "threads": threads}
+            for n, batch in batches.items():
+                out = run(batch)
+                if not np.isfinite(out).all():
+                    raise common.BenchError(f"{architecture} {variant} produced non-finite logits: the figures would be meaningless")
+                if variant == "eager":
+                    reference[n] = out
+                row["max_abs_diff_vs_eager"] = max(row.get("max_abs_diff_vs_eager", 0.0), float(np.abs(out - reference[n]).max()))
+                # Batch 16 costs 16x more per call: fewer repeats keep the run cheap, still a median of 5+.
+                ms = common.median_ms(
+                    lambda batch=batch, run=run: run(batch), repeats=repeats if n == 1 else max(5, repeats // 2), warmup=2
+                )
+                if n == 1:
+                    row["batch1_ms"] = ms
+                else:
+                    row[f"batch{n}_img_s"] = n / (ms / 1000.0)
+            rows.append(row)
+    eager = next((r for r in rows if r["variant"] == "eager"), None)
+    for row in rows:
+        if eager is not None:
+            row["batch1_speedup"] = eager["batch1_ms"] / row["batch1_ms"]
+    return rows
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    import_models = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large")
+    parser = argparse.ArgumentParser(
+        description="CPU latency/throughput of each architecture under eager, channels_last, TorchScript, ONNX Runtime."
+    )
+    parser.add_argument("--models", default=",".join(import_models), help="comma-separated architectures (models.ARCHITECTURES)")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (an ml.m5.large endpoint has 2 vCPUs)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed batch-1 calls (batch 16 uses half, at least 5)")
+    parser.add_argument("--image-size", type=int, default=224, help="the model's internal resolution (train.py --image-size)")
+    parser.add_argument("--quick", action="store_true", help="mobilenet_v3_small and resnet18 only, 5 repeats")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    common.add_source_paths()
+    import models
+    import torch
+
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [m for m in names if m not in models.ARCHITECTURES] + [v for v in variants if v not in VARIANTS]
+    if bad or not names or not variants or args.threads < 1 or args.repeats < 1:
+        print(
+            f"error: unknown or empty --models/--variants {bad}, or --threads/--repeats below 1: "
+            f"models are {', '.join(models.ARCHITECTURES)}; variants are {', '.join(VARIANTS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if "eager" not in variants:
+        variants.insert(0, "eager")  # the reference for the outputs check and the speed-up column
+    if args.quick:
+        names, repeats = [n for n in names if n in ("mobilenet_v3_small", "resnet18")] or names[:1], 5
+    else:
+        repeats = args.repeats
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in names:
+        rows += measure_model(name, variants, args.threads, repeats, args.image_size)
+        common.print_table(
+            rows[-len(variants) :], ["model", "variant", "batch1_ms", "batch16_img_s", "batch1_speedup", "max_abs_diff_vs_eager"]
+        )
+    path = common.write_result("model_latency", common.command_line("bench.model_latency", argv), rows, {"repeats": repeats})
+    print(f"wrote {path.relative_to(common.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Constructs of the training pipeline stack: code asset, container images, IAM, the state machine."""

@@ -1,0 +1,364 @@
+"""The training pipeline as a Step Functions definition, readable top to bottom.
+
+    validate input -> defaults -> job names -> Prepare -> (Tune | given hyperparameters) -> Train
+    -> Evaluate -> read evaluation + gate numbers + serving record -> Gate
+    -> Create model -> Create endpoint config -> Create or Update endpoint -> wait until InService
+    -> autoscaling -> record what serves -> Notify
+Every Task catches every error into "<step> failed" -> Notify failure -> Fail, naming the step.
+The SageMaker jobs use the .sync integration (Step Functions waits for the job to finish); the
+Parameters of each call are built in sagemaker_params.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.pipeline import sagemaker_params as params
+from infra.pipeline.input_schema import InputValidation, defaults
+from infra.pipeline.roles import SERVING_RECORD_KEY
+from infra.pipeline.settings import ENDPOINT_MAX_POLLS, ENDPOINT_POLL_SECONDS, JOB_KINDS, DefinitionSettings
+from infra.storage_stack import CHECKPOINTS_PREFIX, RUNS_PREFIX
+
+C = sfn.Condition
+# Errors that clear by themselves: retried with backoff. Everything else goes to the failure path.
+TRANSIENT_ERRORS = ["SageMaker.ThrottlingException", "ThrottlingException", "SageMaker.InternalFailure", "ApplicationAutoScaling.ConcurrentUpdateException"]
+# DescribeEndpoint on an absent endpoint answers ValidationException ("Could not find endpoint");
+# the aws-sdk integration names it after the service. Anything else is a real failure.
+ENDPOINT_ABSENT_ERRORS = ["SageMaker.ValidationException", "SageMaker.ResourceNotFoundException", "SageMaker.AmazonSageMakerException", "SageMaker.SageMakerException"]
+SERVING_RECORD_ABSENT_ERRORS = ["S3.NoSuchKeyException"]
+
+
+class PipelineDefinition(Construct):
+    """Builds every state; `.start` is the first one."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DefinitionSettings) -> None:
+        super().__init__(scope, construct_id)
+        self.s = s = settings
+        cfg = s.config
+
+        # --- failure path: "<step> failed" (Pass) -> Notify failure -> Run failed -------------------------
+        self.run_failed = sfn.Fail(self, "Run failed", error="PipelineFailed", cause_path="$.failure.message")
+        self.notify_failure = self._task(
+            "Notify failure",
+            "sns:publish",
+            {
+                "TopicArn": s.topic_arn,
+                "Subject.$": f"States.Format('{s.prefix}: run {{}} failed at {{}}', $.run.id, $.failure.step)",
+                "Message.$": "$.failure.message",
+            },
+            result_path="$.notified",
+            catch=False,
+        )
+        self.notify_failure.add_catch(self.run_failed, errors=["States.ALL"], result_path="$.notifyError")
+        self.notify_failure.next(self.run_failed)
+
+        # --- input, defaults, names ----------------------------------------------------------------------
+        validation = InputValidation(self, "Validation")
+        apply_defaults = sfn.Pass(
+            self,
+            "Apply defaults",
+            parameters={
+                "defaults": defaults(cfg),
+                "input.$": "$",
+                "fixed": {"staticHp": params.static_hyperparameters(), "sagemakerHp": params.sagemaker_hyperparameters(s)},
+            },
+        )
+        merge_settings = sfn.Pass(
+            self,
+            "Merge input over defaults",
+            parameters={"settings.$": "States.JsonMerge($.defaults, $.input, false)", "fixed.$": "$.fixed"},
+        )
+        check_budget = sfn.Choice(self, "Check tuning budget")
+        budget_rejected = sfn.Fail(
+            self,
+            "Input rejected: tuning budget",
+            error="InvalidExecutionInput",
+            cause='input field "tuningMaxParallelJobs" must not exceed tuningMaxJobs',
+        )
+        make_run_id = sfn.Pass(
+            self,
+            "Make run id",
+            # 8 hex characters of a fresh UUID: unique per run, short enough for SageMaker's name limits.
+            parameters={"id.$": "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)"},
+            result_path="$.run",
+        )
+        name_jobs = sfn.Pass(self, "Name jobs", parameters=self._names(), result_path="$.names")
+        name_paths = sfn.Pass(self, "Name run paths", parameters=self._paths(), result_path="$.paths")
+
+        # --- Prepare, Tune, Train -------------------------------------------------------------------------
+        prepare = self._task(
+            "Prepare", "sagemaker:createProcessingJob.sync", params.prepare_job(s), result_selector={"job.$": "$.ProcessingJobName"}, result_path="$.prepare"
+        )
+        tuning_wanted = sfn.Choice(self, "Hyperparameters given?")
+        use_given = sfn.Pass(self, "Use given hyperparameters", parameters={"values.$": "$.settings.hyperparameters", "source": "input"}, result_path="$.chosen")
+        tune = self._task(
+            "Tune",
+            "sagemaker:createHyperParameterTuningJob.sync",
+            params.tuning_job(s),
+            result_selector={
+                "job.$": "$.HyperParameterTuningJobName",
+                "bestTrainingJob.$": "$.BestTrainingJob.TrainingJobName",
+                "objective.$": "$.BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value",
+                "hyperparameters.$": "$.BestTrainingJob.TunedHyperParameters",
+            },
+            result_path="$.tuning",
+        )
+        use_best = sfn.Pass(self, "Use best hyperparameters", parameters={"values.$": "$.tuning.hyperparameters", "source.$": "$.tuning.job"}, result_path="$.chosen")
+        merge_hp = sfn.Pass(
+            self,
+            "Merge hyperparameters",
+            # static < chosen (given or tuned) < the container's sagemaker_* settings
+            parameters={"values.$": "States.JsonMerge(States.JsonMerge($.fixed.staticHp, $.chosen.values, false), $.fixed.sagemakerHp, false)"},
+            result_path="$.trainHp",
+        )
+        train = self._task(
+            "Train",
+            "sagemaker:createTrainingJob.sync",
+            params.training_job(s),
+            result_selector={"job.$": "$.TrainingJobName", "modelArtifacts.$": "$.ModelArtifacts.S3ModelArtifacts"},
+            result_path="$.training",
+        )
+
+        # --- Evaluate and gate ----------------------------------------------------------------------------
+        evaluate = self._task(
+            "Evaluate", "sagemaker:createProcessingJob.sync", params.evaluate_job(s), result_selector={"job.$": "$.ProcessingJobName"}, result_path="$.evaluate"
+        )
+        read_evaluation = self._read_json("Read evaluation", {"Key.$": f"States.Format('{RUNS_PREFIX}{{}}/evaluate/evaluation.json', $.run.id)"}, "$.evaluation", "report")
+        read_gate = self._read_json("Read gate numbers", {"Key.$": f"States.Format('{RUNS_PREFIX}{{}}/evaluate/gate.json', $.run.id)"}, "$.gate", "numbers")
+        read_serving = self._read_json("Read serving record", {"Key": SERVING_RECORD_KEY}, "$.serving", "record", catch=False)
+        no_serving = sfn.Pass(self, "No model serving yet", result=sfn.Result.from_object({"present": False, "record": {"accuracy": 0}}), result_path="$.serving")
+        read_serving.add_catch(no_serving, errors=SERVING_RECORD_ABSENT_ERRORS, result_path="$.servingError")
+        self._catch(read_serving, "Read serving record")
+        check_record = sfn.Choice(self, "Serving record readable?")
+        record_unreadable = self._failure_pass(
+            "Serving record unreadable",
+            f"States.Format('s3://{s.artifacts_bucket}/{SERVING_RECORD_KEY} has no numeric accuracy: fix or delete it. Record: {{}}', States.JsonToString($.serving))",
+        )
+        gate = sfn.Choice(self, "Gate: deploy?")
+        refuse_never = self._refusal("Refused: deploy=never", "States.Format('input deploy=never (accuracy {})', $.gate.numbers.accuracy)")
+        refuse_baseline = self._refusal(
+            "Refused: not above baseline",
+            "States.Format('accuracy {} is below the majority-class baseline {} + margin {} = {}', $.gate.numbers.accuracy, $.gate.numbers.majority_baseline, $.gate.numbers.margin, $.gate.numbers.required_accuracy)",
+        )
+        refuse_serving = self._refusal(
+            "Refused: below serving model", "States.Format('accuracy {} is below the serving model accuracy {}', $.gate.numbers.accuracy, $.serving.record.accuracy)"
+        )
+        notify_refusal = self._task(
+            "Notify refusal",
+            "sns:publish",
+            {
+                "TopicArn": s.topic_arn,
+                "Subject.$": f"States.Format('{s.prefix}: run {{}} trained, not deployed', $.run.id)",
+                "Message.$": "States.Format('Run {} trained {} but did not deploy it: {}. Evaluation: {}', $.run.id, $.training.job, $.refusal.reason, States.JsonToString($.evaluation.report))",
+            },
+            result_path="$.notified",
+        )
+        kept = sfn.Succeed(self, "Kept the serving model")
+
+        # --- Deploy -----------------------------------------------------------------------------------------
+        create_model = self._task("Create model", "sagemaker:createModel", params.model(s), result_selector={"arn.$": "$.ModelArn"}, result_path="$.deployed.model")
+        create_config = self._task(
+            "Create endpoint config",
+            "sagemaker:createEndpointConfig",
+            params.endpoint_config(s),
+            result_selector={"arn.$": "$.EndpointConfigArn"},
+            result_path="$.deployed.config",
+        )
+        find_endpoint = self._task(
+            "Find endpoint",
+            "aws-sdk:sagemaker:describeEndpoint",
+            {"EndpointName": cfg.endpoint_name},
+            result_selector={"status.$": "$.EndpointStatus", "config.$": "$.EndpointConfigName"},
+            result_path="$.previous",
+            catch=False,
+        )
+        create_endpoint = self._task(
+            "Create endpoint",
+            "sagemaker:createEndpoint",
+            {"EndpointName": cfg.endpoint_name, "EndpointConfigName.$": "$.names.endpointConfig"},
+            result_selector={"arn.$": "$.EndpointArn"},
+            result_path="$.deployed.endpoint",
+        )
+        find_endpoint.add_catch(create_endpoint, errors=ENDPOINT_ABSENT_ERRORS, result_path="$.previous")
+        self._catch(find_endpoint, "Find endpoint")
+        update_endpoint = self._task(
+            "Update endpoint", "sagemaker:updateEndpoint", params.update_endpoint(s), result_selector={"arn.$": "$.EndpointArn"}, result_path="$.deployed.endpoint"
+        )
+        start_polls = sfn.Pass(self, "Start endpoint polls", result=sfn.Result.from_object({"count": 0}), result_path="$.poll")
+        wait = sfn.Wait(self, "Wait for endpoint", time=sfn.WaitTime.duration(Duration.seconds(ENDPOINT_POLL_SECONDS)))
+        check_endpoint = self._task("Check endpoint", "aws-sdk:sagemaker:describeEndpoint", {"EndpointName": cfg.endpoint_name}, result_path="$.endpoint")
+        endpoint_ready = sfn.Choice(self, "Endpoint in service?")
+        count_poll = sfn.Pass(self, "Count endpoint poll", parameters={"count.$": "States.MathAdd($.poll.count, 1)"}, result_path="$.poll")
+        rolled_back = self._failure_pass(
+            "Endpoint update rolled back",
+            f"States.Format('{cfg.endpoint_name} rolled back to endpoint config {{}}; the previous model keeps serving. DescribeEndpoint: {{}}', "
+            "$.endpoint.EndpointConfigName, States.JsonToString($.endpoint))",
+        )
+        endpoint_failed = self._failure_pass(
+            "Endpoint failed",
+            f"States.Format('{cfg.endpoint_name} is {{}}. DescribeEndpoint: {{}}', $.endpoint.EndpointStatus, States.JsonToString($.endpoint))",
+        )
+        endpoint_timeout = self._failure_pass(
+            "Endpoint not in service in time",
+            f"States.Format('{cfg.endpoint_name} still {{}} after {ENDPOINT_MAX_POLLS} checks {ENDPOINT_POLL_SECONDS} s apart', $.endpoint.EndpointStatus)",
+        )
+        describe_record = sfn.Pass(
+            self,
+            "Describe what serves",
+            parameters={
+                "endpoint": cfg.endpoint_name,
+                "model.$": "$.names.model",
+                "endpointConfig.$": "$.names.endpointConfig",
+                "accuracy.$": "$.gate.numbers.accuracy",
+                "evaluation.$": "$.evaluation.report",
+                "trainingJob.$": "$.training.job",
+                "modelArtifacts.$": "$.training.modelArtifacts",
+                "hyperparameters.$": "$.trainHp.values",
+                "runId.$": "$.run.id",
+                "execution.$": "$$.Execution.Id",
+                "deployedAt.$": "$$.State.EnteredTime",
+                "image": s.images.inference,
+                "code": s.code_s3_url,
+            },
+            result_path="$.record",
+        )
+        record_serving = self._task(
+            "Record serving model",
+            "aws-sdk:s3:putObject",
+            {"Bucket": s.artifacts_bucket, "Key": SERVING_RECORD_KEY, "ContentType": "application/json", "Body.$": "States.JsonToString($.record)"},
+            result_selector={"etag.$": "$.ETag"},
+            result_path="$.recorded",
+        )
+        notify_success = self._task(
+            "Notify success",
+            "sns:publish",
+            {
+                "TopicArn": s.topic_arn,
+                "Subject.$": f"States.Format('{s.prefix}: run {{}} deployed', $.run.id)",
+                "Message.$": f"States.Format('Run {{}} deployed model {{}} (accuracy {{}}, baseline {{}}) to endpoint {cfg.endpoint_name} with config {{}}.', "
+                "$.run.id, $.names.model, $.gate.numbers.accuracy, $.gate.numbers.majority_baseline, $.names.endpointConfig)",
+            },
+            result_path="$.notified",
+        )
+        deployed = sfn.Succeed(self, "Deployed")
+
+        after_ready: sfn.IChainable = describe_record
+        if cfg.endpoint_mode == "instance":
+            register_target = self._task(
+                "Register autoscaling target", "aws-sdk:applicationautoscaling:registerScalableTarget", params.scalable_target(s), result_path="$.autoscaling"
+            )
+            put_policy = self._task("Put scaling policy", "aws-sdk:applicationautoscaling:putScalingPolicy", params.scaling_policy(s), result_path="$.autoscaling")
+            register_target.next(put_policy).next(describe_record)
+            after_ready = register_target
+
+        # --- the chain, top to bottom -------------------------------------------------------------------
+        validation.valid.next(apply_defaults).next(merge_settings).next(check_budget)
+        check_budget.when(C.number_greater_than_json_path("$.settings.tuningMaxParallelJobs", "$.settings.tuningMaxJobs"), budget_rejected)
+        check_budget.otherwise(make_run_id)
+        make_run_id.next(name_jobs).next(name_paths).next(prepare).next(tuning_wanted)
+        tuning_wanted.when(C.is_present("$.settings.hyperparameters"), use_given)
+        tuning_wanted.otherwise(tune)
+        tune.next(use_best).next(merge_hp)
+        use_given.next(merge_hp)
+        merge_hp.next(train).next(evaluate).next(read_evaluation).next(read_gate).next(read_serving).next(check_record)
+        no_serving.next(check_record)
+        check_record.when(C.not_(C.is_numeric("$.serving.record.accuracy")), record_unreadable)
+        check_record.otherwise(gate)
+        gate.when(C.string_equals("$.settings.deploy", "never"), refuse_never)
+        gate.when(C.string_equals("$.settings.deploy", "force"), create_model)
+        gate.when(C.number_less_than_json_path("$.gate.numbers.accuracy", "$.gate.numbers.required_accuracy"), refuse_baseline)
+        gate.when(C.number_less_than_json_path("$.gate.numbers.accuracy", "$.serving.record.accuracy"), refuse_serving)
+        gate.otherwise(create_model)
+        for refusal in (refuse_never, refuse_baseline, refuse_serving):
+            refusal.next(notify_refusal)
+        notify_refusal.next(kept)
+        create_model.next(create_config).next(find_endpoint).next(update_endpoint).next(start_polls)
+        create_endpoint.next(start_polls)
+        start_polls.next(wait).next(check_endpoint).next(endpoint_ready)
+        endpoint_ready.when(C.and_(C.string_equals("$.endpoint.EndpointStatus", "InService"), C.string_equals_json_path("$.endpoint.EndpointConfigName", "$.names.endpointConfig")), after_ready)
+        endpoint_ready.when(C.string_equals("$.endpoint.EndpointStatus", "InService"), rolled_back)
+        endpoint_ready.when(C.or_(*(C.string_equals("$.endpoint.EndpointStatus", st) for st in ("Failed", "UpdateRollbackFailed", "OutOfService"))), endpoint_failed)
+        endpoint_ready.when(C.number_greater_than_equals("$.poll.count", ENDPOINT_MAX_POLLS), endpoint_timeout)
+        endpoint_ready.otherwise(count_poll)
+        count_poll.next(wait)
+        describe_record.next(record_serving).next(notify_success).next(deployed)
+
+        self.start: sfn.IChainable = validation.start
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    def _names(self) -> dict[str, Any]:
+        return {f"{kind}.$": f"States.Format('{self.s.prefix}-{part}-{{}}', $.run.id)" for kind, part in JOB_KINDS.items()}
+
+    def _paths(self) -> dict[str, Any]:
+        def uri(key: str) -> str:
+            return f"States.Format('{self.s.s3(key)}', $.run.id)"
+
+        run = RUNS_PREFIX + "{}"
+        return {
+                "prepared.$": uri(f"{run}/prepare/"),
+                "train.$": uri(f"{run}/prepare/train/"),
+                "validation.$": uri(f"{run}/prepare/validation/"),
+                "test.$": uri(f"{run}/prepare/test/"),
+                "tuneOutput.$": uri(f"{run}/tune/"),
+                "tuneCheckpoints.$": uri(CHECKPOINTS_PREFIX + "{}/tune/"),
+                "trainOutput.$": uri(f"{run}/train/"),
+                "checkpoints.$": uri(CHECKPOINTS_PREFIX + "{}/train/"),
+                "profiler.$": uri(f"{run}/profiler/"),
+                "evaluation.$": uri(f"{run}/evaluate/"),
+        }
+
+    def _task(
+        self,
+        step: str,
+        resource: str,
+        parameters: dict[str, Any],
+        *,
+        result_selector: dict[str, Any] | None = None,
+        result_path: str,
+        catch: bool = True,
+    ) -> sfn.CustomState:
+        state: dict[str, Any] = {
+            "Type": "Task",
+            "Resource": f"arn:{Aws.PARTITION}:states:::{resource}",
+            "Parameters": parameters,
+            "ResultPath": result_path,
+        }
+        if result_selector:
+            state["ResultSelector"] = result_selector
+        task = sfn.CustomState(self, step, state_json=state)
+        if not resource.endswith(".sync"):
+            task.add_retry(errors=TRANSIENT_ERRORS, interval=Duration.seconds(5), max_attempts=4, backoff_rate=2)
+        if catch:
+            self._catch(task, step)
+        return task
+
+    def _catch(self, task: sfn.CustomState, step: str) -> None:
+        failed = self._failure_pass(f"{step} failed", f"States.Format('Step {step} failed with {{}}: {{}}', $.error.Error, $.error.Cause)", error_path="$.error.Error")
+        task.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+
+    def _failure_pass(self, name: str, message: str, *, error_path: str | None = None) -> sfn.Pass:
+        step = name.removesuffix(" failed")
+        failure: dict[str, Any] = {"step": step, "message.$": message}
+        failure["error.$" if error_path else "error"] = error_path or name
+        state = sfn.Pass(self, name, parameters=failure, result_path="$.failure")
+        state.next(self.notify_failure)
+        return state
+
+    def _refusal(self, name: str, reason: str) -> sfn.Pass:
+        return sfn.Pass(self, name, parameters={"reason.$": reason}, result_path="$.refusal")
+
+    def _read_json(self, step: str, key: dict[str, str], result_path: str, field: str, *, catch: bool = True) -> sfn.CustomState:
+        """GetObject a JSON file into `result_path`.`field` (the body parsed with States.StringToJson)."""
+        return self._task(
+            step,
+            "aws-sdk:s3:getObject",
+            {"Bucket": self.s.artifacts_bucket, **key},
+            result_selector={f"{field}.$": "States.StringToJson($.Body)"},
+            result_path=result_path,
+            catch=catch,
+        )

@@ -1,0 +1,222 @@
+"""IAM for the pipeline: the SageMaker execution role and the state machine role's statements.
+
+Every statement names the actions the pipeline calls and the resources it calls them on (ARNs from
+Stack.format_arn, so other partitions work). The few wildcards AWS leaves no way around are
+acknowledged in pipeline_stack.py with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.pipeline.code_asset import CodeAsset
+from infra.pipeline.images import ImageUris
+from infra.storage_stack import CHECKPOINTS_PREFIX, RUNS_PREFIX
+
+# Artifacts-bucket prefixes outside storage_stack's list that the pipeline writes.
+SERVING_PREFIX = "serving/"
+DATA_CAPTURE_PREFIX = "datacapture/"
+SERVING_RECORD_KEY = f"{SERVING_PREFIX}current.json"
+VARIANT_NAME = "AllTraffic"
+
+
+@dataclass(frozen=True)
+class PipelineResources:
+    """What the roles are scoped to."""
+
+    name_prefix: str
+    endpoint_name: str
+    data_bucket: s3.IBucket
+    artifacts_bucket: s3.IBucket
+    data_key: kms.IKey
+    dataset_bucket_name: str  # the public dataset's bucket (read-only), from config.dataset_source
+    code: CodeAsset
+    images: ImageUris
+
+
+def _arn(stack: Stack, service: str, resource: str, name: str, *, account: str | None = None) -> str:
+    return stack.format_arn(service=service, resource=resource, resource_name=name, account=account, arn_format=ArnFormat.SLASH_RESOURCE_NAME)
+
+
+def _s3_object_arns(bucket: s3.IBucket, prefixes: list[str]) -> list[str]:
+    return [bucket.arn_for_objects(f"{prefix}*") for prefix in prefixes]
+
+
+def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineResources) -> iam.Role:
+    """The role Processing, training, tuning jobs and the endpoint's model run as."""
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+        description=f"{res.name_prefix}: SageMaker jobs and model of the training pipeline",
+    )
+    writable = [RUNS_PREFIX, CHECKPOINTS_PREFIX, DATA_CAPTURE_PREFIX]
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="ArtifactsReadWrite",
+            actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+            resources=_s3_object_arns(res.artifacts_bucket, writable),
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="ArtifactsList",
+            actions=["s3:ListBucket"],
+            resources=[res.artifacts_bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in writable]}},
+        )
+    )
+    # The data bucket holds the user's own photos laid out like the public dataset: read only.
+    role.add_to_policy(iam.PolicyStatement(sid="DataRead", actions=["s3:GetObject"], resources=[res.data_bucket.arn_for_objects("*")]))
+    role.add_to_policy(iam.PolicyStatement(sid="DataList", actions=["s3:ListBucket"], resources=[res.data_bucket.bucket_arn]))
+    dataset_bucket = f"arn:{stack.partition}:s3:::{res.dataset_bucket_name}"
+    role.add_to_policy(
+        iam.PolicyStatement(sid="PublicDatasetRead", actions=["s3:GetObject", "s3:ListBucket"], resources=[dataset_bucket, f"{dataset_bucket}/*"])
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="DataKey",
+            actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"],
+            resources=[res.data_key.key_arn],
+        )
+    )
+    res.code.asset.grant_read(role)
+    # Container images: the DLC account's repositories only. GetAuthorizationToken has no resource.
+    repos = [_arn(stack, "ecr", "repository", repo, account=res.images.registry_account) for repo in res.images.repositories]
+    role.add_to_policy(
+        iam.PolicyStatement(sid="PullImages", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources=repos)
+    )
+    role.add_to_policy(iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+    log_groups = [
+        stack.format_arn(service="logs", resource="log-group", resource_name=f"/aws/sagemaker/{kind}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        for kind in ("ProcessingJobs", "TrainingJobs", "Endpoints/" + res.endpoint_name)
+    ]
+    role.add_to_policy(
+        iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources=log_groups)
+    )
+    # PutMetricData has no resource type; the condition keeps it to SageMaker's namespaces.
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="Metrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
+        )
+    )
+    return role
+
+
+def state_machine_statements(
+    stack: Stack, res: PipelineResources, execution_role: iam.IRole, topic: sns.ITopic, topic_key: kms.IKey
+) -> list[iam.PolicyStatement]:
+    """Exactly what the state machine calls (CDK adds its own logging and X-Ray statements)."""
+    prefix = res.name_prefix
+
+    def sm(resource: str, name: str) -> str:
+        return _arn(stack, "sagemaker", resource, name)
+
+    def rule(name: str) -> str:
+        return _arn(stack, "events", "rule", name)
+
+    endpoint_arn = sm("endpoint", res.endpoint_name)
+    return [
+        iam.PolicyStatement(
+            sid="ProcessingJobs",
+            actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
+            resources=[sm("processing-job", f"{prefix}-*")],
+        ),
+        iam.PolicyStatement(
+            sid="TuningJobs",
+            actions=["sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob", "sagemaker:StopHyperParameterTuningJob"],
+            resources=[sm("hyper-parameter-tuning-job", f"{prefix}-*")],
+        ),
+        iam.PolicyStatement(
+            sid="TrainingJobs",
+            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
+            resources=[sm("training-job", f"{prefix}-*")],
+        ),
+        # .sync: Step Functions learns of job completion through these managed EventBridge rules.
+        iam.PolicyStatement(
+            sid="SyncRules",
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[
+                rule("StepFunctionsGetEventsForSageMakerProcessingJobsRule"),
+                rule("StepFunctionsGetEventsForSageMakerTuningJobsRule"),
+                rule("StepFunctionsGetEventsForSageMakerTrainingJobsRule"),
+            ],
+        ),
+        iam.PolicyStatement(sid="Models", actions=["sagemaker:CreateModel"], resources=[sm("model", f"{prefix}-*")]),
+        iam.PolicyStatement(
+            sid="EndpointConfigs",
+            actions=["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig"],
+            resources=[sm("endpoint-config", f"{prefix}-*")],
+        ),
+        iam.PolicyStatement(
+            sid="Endpoint",
+            actions=["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint"],
+            resources=[endpoint_arn, sm("endpoint-config", f"{prefix}-*")],
+        ),
+        iam.PolicyStatement(
+            sid="PassExecutionRole",
+            actions=["iam:PassRole"],
+            resources=[execution_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        # Endpoint autoscaling: scalable targets have no ARN before they exist.
+        iam.PolicyStatement(
+            sid="EndpointAutoscaling",
+            actions=["application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy"],
+            resources=["*"],
+            conditions={"StringEquals": {"application-autoscaling:service-namespace": "sagemaker"}},
+        ),
+        iam.PolicyStatement(
+            sid="AutoscalingNeeds",
+            actions=["sagemaker:UpdateEndpointWeightsAndCapacities", "cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+            resources=[
+                endpoint_arn,
+                stack.format_arn(
+                    service="cloudwatch",
+                    resource="alarm",
+                    resource_name=f"TargetTracking-endpoint/{res.endpoint_name}/*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                ),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="AutoscalingServiceLinkedRole",
+            actions=["iam:CreateServiceLinkedRole"],
+            resources=[
+                stack.format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name="aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+                )
+            ],
+            conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ),
+        iam.PolicyStatement(
+            sid="ReadReports",
+            actions=["s3:GetObject"],
+            resources=[res.artifacts_bucket.arn_for_objects(f"{RUNS_PREFIX}*/evaluate/*"), res.artifacts_bucket.arn_for_objects(SERVING_RECORD_KEY)],
+        ),
+        # Without ListBucket, S3 answers AccessDenied instead of NoSuchKey for the absent serving record.
+        iam.PolicyStatement(
+            sid="ListServingRecord",
+            actions=["s3:ListBucket"],
+            resources=[res.artifacts_bucket.bucket_arn],
+            conditions={"StringEquals": {"s3:prefix": [SERVING_RECORD_KEY]}},
+        ),
+        iam.PolicyStatement(sid="WriteServingRecord", actions=["s3:PutObject"], resources=[res.artifacts_bucket.arn_for_objects(SERVING_RECORD_KEY)]),
+        iam.PolicyStatement(sid="DataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[res.data_key.key_arn]),
+        iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[topic.topic_arn]),
+        iam.PolicyStatement(sid="NotifyKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[topic_key.key_arn]),
+    ]

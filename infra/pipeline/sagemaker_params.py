@@ -1,0 +1,232 @@
+"""The Parameters of every SageMaker call the state machine makes (the API's own shapes, ".$" = from the state).
+
+Paths read the state document that definition.py builds:
+  $.settings   the execution input merged over the defaults (input_schema.py)
+  $.names      job/model/config names derived from the run id; $.paths the run's S3 locations
+  $.fixed      static and SageMaker-container hyperparameters; $.trainHp.values the merged set
+  $.training   the training job's name and model artifact
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import metrics_format
+import search_space
+
+from infra.pipeline.roles import DATA_CAPTURE_PREFIX, VARIANT_NAME
+from infra.pipeline.settings import CODE_DIR, FILE_LIST_PATH, DefinitionSettings
+
+VOLUME_GB = 50
+PROCESSING_OUTPUT = "/opt/ml/processing/output"
+EVALUATION_DIR = "/opt/ml/processing/evaluation"
+CHECKPOINT_DIR = "/opt/ml/checkpoints"
+# The asset is one tar.gz under CODE_DIR; unpack it, then run the entry point with the job's arguments.
+_UNPACK = f"set -euo pipefail; cd {CODE_DIR}; tar -xzf ./*.tar.gz; "
+
+
+def sagemaker_hyperparameters(s: DefinitionSettings) -> dict[str, str]:
+    """What the PyTorch container needs to fetch and launch train.py (DESIGN.md, multi-instance training)."""
+    return {
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": s.code_s3_url,
+        "sagemaker_region": s.config.region,
+        "sagemaker_torch_distributed_enabled": "true" if s.distributed else "false",
+        "sagemaker_container_log_level": "20",
+    }
+
+
+def static_hyperparameters() -> dict[str, str]:
+    return dict(search_space.STATIC_HYPERPARAMETERS)
+
+
+def _code_input(s: DefinitionSettings) -> dict[str, Any]:
+    source = {"S3Uri": s.code_s3_url, "LocalPath": CODE_DIR, "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}
+    return {"InputName": "code", "S3Input": source}
+
+
+def _processing_input(name: str, uri_path: str, local: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "S3Input": {"S3Uri.$": uri_path, "LocalPath": local, "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"},
+    }
+
+
+def _processing_job(s: DefinitionSettings, name_path: str, script: str, arguments: str, inputs: list[dict], output_name: str, output_local: str, output_path: str) -> dict[str, Any]:
+    return {
+        "ProcessingJobName.$": name_path,
+        "RoleArn": s.execution_role_arn,
+        "AppSpecification": {
+            "ImageUri": s.images.processing,
+            "ContainerEntrypoint": ["/bin/bash", "-c", _UNPACK + script, output_name],
+            "ContainerArguments.$": arguments,
+        },
+        "ProcessingInputs": [_code_input(s), *inputs],
+        "ProcessingOutputConfig": {
+            "Outputs": [{"OutputName": output_name, "S3Output": {"S3Uri.$": output_path, "LocalPath": output_local, "S3UploadMode": "EndOfJob"}}],
+            "KmsKeyId": s.data_key_arn,
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": s.config.processing_instance_type, "VolumeSizeInGB": VOLUME_GB, "VolumeKmsKeyId": s.data_key_arn}
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": s.config.max_runtime_seconds},
+    }
+
+
+def prepare_job(s: DefinitionSettings) -> dict[str, Any]:
+    classes = ",".join(str(c) for c in s.config.classes)
+    arguments = f"States.Array('--source', $.settings.dataSource, '--file-list', '{FILE_LIST_PATH}', '--classes', '{classes}', '--output', '{PROCESSING_OUTPUT}')"
+    return _processing_job(s, "$.names.prepare", 'exec python3 prep.py "$@"', arguments, [], "prepared", PROCESSING_OUTPUT, "$.paths.prepared")
+
+
+def evaluate_job(s: DefinitionSettings) -> dict[str, Any]:
+    margin = f"{s.config.deploy_margin_over_baseline:g}"
+    script = (
+        'python3 evaluate.py "$@"; '
+        f"exec python3 pipeline_gate.py --evaluation {EVALUATION_DIR}/evaluation.json --margin {margin} --output {EVALUATION_DIR}/gate.json"
+    )
+    arguments = f"States.Array('--model', '/opt/ml/processing/model/model.tar.gz', '--data', '/opt/ml/processing/test', '--output', '{EVALUATION_DIR}')"
+    inputs = [_processing_input("model", "$.training.modelArtifacts", "/opt/ml/processing/model"), _processing_input("test", "$.paths.test", "/opt/ml/processing/test")]
+    return _processing_job(s, "$.names.evaluation", script, arguments, inputs, "evaluation", EVALUATION_DIR, "$.paths.evaluation")
+
+
+def _channels() -> list[dict[str, Any]]:
+    return [
+        {
+            "ChannelName": channel,
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": f"$.paths.{channel}", "S3DataDistributionType": "FullyReplicated"}},
+        }
+        for channel in ("train", "validation", "test")
+    ]
+
+
+def _stopping(s: DefinitionSettings) -> dict[str, int]:
+    stopping = {"MaxRuntimeInSeconds": s.config.max_runtime_seconds}
+    if s.config.use_spot:
+        stopping["MaxWaitTimeInSeconds"] = s.config.max_wait_seconds
+    return stopping
+
+
+def tuning_job(s: DefinitionSettings) -> dict[str, Any]:
+    definition: dict[str, Any] = {
+        "StaticHyperParameters": {**static_hyperparameters(), **sagemaker_hyperparameters(s), "sagemaker_torch_distributed_enabled": "false"},
+        "AlgorithmSpecification": {"TrainingImage": s.images.tuning, "TrainingInputMode": "File", "MetricDefinitions": metrics_format.METRIC_DEFINITIONS},
+        "RoleArn": s.execution_role_arn,
+        "InputDataConfig": _channels(),
+        "OutputDataConfig": {"S3OutputPath.$": "$.paths.tuneOutput", "KmsKeyId": s.data_key_arn},
+        "ResourceConfig": {"InstanceType": s.config.tuning_instance_type, "InstanceCount": 1, "VolumeSizeInGB": VOLUME_GB},
+        "StoppingCondition": _stopping(s),
+        "EnableManagedSpotTraining": s.config.use_spot,
+    }
+    if s.config.use_spot:
+        definition["CheckpointConfig"] = {"S3Uri.$": "$.paths.tuneCheckpoints", "LocalPath": CHECKPOINT_DIR}
+    return {
+        "HyperParameterTuningJobName.$": "$.names.tuning",
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": metrics_format.OBJECTIVE_TYPE, "MetricName": metrics_format.OBJECTIVE_METRIC},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs.$": "$.settings.tuningMaxJobs", "MaxParallelTrainingJobs.$": "$.settings.tuningMaxParallelJobs"},
+            "ParameterRanges": search_space.to_sagemaker_ranges(),
+            "TrainingJobEarlyStoppingType": "Auto",
+        },
+        "TrainingJobDefinition": definition,
+    }
+
+
+def training_job(s: DefinitionSettings) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "TrainingJobName.$": "$.names.training",
+        "RoleArn": s.execution_role_arn,
+        "AlgorithmSpecification": {
+            "TrainingImage": s.images.training,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metrics_format.METRIC_DEFINITIONS,
+            "EnableSageMakerMetricsTimeSeries": True,
+        },
+        "HyperParameters.$": "$.trainHp.values",
+        "InputDataConfig": _channels(),
+        "OutputDataConfig": {"S3OutputPath.$": "$.paths.trainOutput", "KmsKeyId": s.data_key_arn},
+        "ResourceConfig": {"InstanceType": s.config.training_instance_type, "InstanceCount.$": "$.settings.trainingInstanceCount", "VolumeSizeInGB": VOLUME_GB},
+        "StoppingCondition": _stopping(s),
+        "EnableManagedSpotTraining": s.config.use_spot,
+        # System profiling (CPU/GPU/memory/IO) for the console's Profiler view.
+        "ProfilerConfig": {"S3OutputPath.$": "$.paths.profiler", "ProfilingIntervalInMilliseconds": 500},
+    }
+    if s.config.use_spot:
+        params["CheckpointConfig"] = {"S3Uri.$": "$.paths.checkpoints", "LocalPath": CHECKPOINT_DIR}
+    return params
+
+
+def model(s: DefinitionSettings) -> dict[str, Any]:
+    return {
+        "ModelName.$": "$.names.model",
+        "ExecutionRoleArn": s.execution_role_arn,
+        "PrimaryContainer": {
+            "Image": s.images.inference,
+            "ModelDataUrl.$": "$.training.modelArtifacts",
+            # model.tar.gz carries code/inference.py (docs/contracts.md, model dir).
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code", "SAGEMAKER_REGION": s.config.region},
+        },
+    }
+
+
+def endpoint_config(s: DefinitionSettings) -> dict[str, Any]:
+    cfg = s.config
+    variant: dict[str, Any] = {"VariantName": VARIANT_NAME, "ModelName.$": "$.names.model"}
+    params: dict[str, Any] = {"EndpointConfigName.$": "$.names.endpointConfig", "ProductionVariants": [variant]}
+    if cfg.endpoint_mode == "serverless":
+        # Serverless endpoints support neither data capture nor a volume KMS key.
+        variant["ServerlessConfig"] = {"MemorySizeInMB": cfg.serverless_memory_mb, "MaxConcurrency": cfg.serverless_max_concurrency}
+        return params
+    variant.update({"InstanceType": cfg.endpoint_instance_type, "InitialInstanceCount": cfg.endpoint_min_instances, "InitialVariantWeight": 1})
+    params["KmsKeyId"] = s.data_key_arn
+    params["DataCaptureConfig"] = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 20,
+        "DestinationS3Uri": s.s3(f"{DATA_CAPTURE_PREFIX}{cfg.endpoint_name}"),
+        "KmsKeyId": s.data_key_arn,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    }
+    return params
+
+
+def update_endpoint(s: DefinitionSettings) -> dict[str, Any]:
+    params: dict[str, Any] = {"EndpointName": s.config.endpoint_name, "EndpointConfigName.$": "$.names.endpointConfig"}
+    if s.config.endpoint_mode == "instance":
+        # Blue/green: the new fleet takes all traffic at once, bakes 5 minutes watching the 5xx alarm,
+        # and SageMaker rolls back to the previous endpoint config if the alarm fires.
+        params["DeploymentConfig"] = {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 300},
+                "TerminationWaitInSeconds": 300,
+                "MaximumExecutionTimeoutInSeconds": 3600,
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": s.rollback_alarm_name}]},
+        }
+    return params
+
+
+def scalable_target(s: DefinitionSettings) -> dict[str, Any]:
+    return {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": f"endpoint/{s.config.endpoint_name}/variant/{VARIANT_NAME}",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "MinCapacity": s.config.endpoint_min_instances,
+        "MaxCapacity": s.config.endpoint_max_instances,
+    }
+
+
+def scaling_policy(s: DefinitionSettings) -> dict[str, Any]:
+    return {
+        "PolicyName": f"{s.prefix}-invocations-per-instance",
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": f"endpoint/{s.config.endpoint_name}/variant/{VARIANT_NAME}",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": s.config.endpoint_target_invocations_per_instance,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            "ScaleInCooldown": 300,
+            "ScaleOutCooldown": 60,
+        },
+    }

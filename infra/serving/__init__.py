@@ -1,0 +1,1 @@
+"""Parts of the serving stack (infra/serving_stack.py)."""

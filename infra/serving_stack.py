@@ -1,0 +1,248 @@
+"""Serving: the count Lambda behind an API Gateway REST API, with its dashboard and alarms.
+
+The SageMaker endpoint itself is created by the pipeline's state machine under config.endpoint_name;
+this stack only calls it (InvokeEndpoint and DescribeEndpoint on exactly that ARN), so it deploys
+before any model exists and the API answers 503 "run the training pipeline" until then.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.lambda_asset import build_asset
+from infra.nag import acknowledge
+from infra.serving.monitoring import MonitoringProps, ServingMonitoring
+
+STAGE_NAME = "prod"
+BINARY_MEDIA_TYPES = ["image/jpeg", "image/png"]
+SERVICE_NAME = "count-api"
+METRICS_NAMESPACE = "InventoryMonitor"
+# API Gateway's integration limit is 29 s: the function (and its endpoint call) must end before it.
+FUNCTION_TIMEOUT = Duration.seconds(28)
+INVOKE_TIMEOUT_SECONDS = 20
+
+# Gateway responses in the handler's error shape, so every error a client sees is {"error": {...}}.
+GATEWAY_ERRORS = {
+    apigw.ResponseType.BAD_REQUEST_PARAMETERS: ("400", "bad_request", "$context.error.validationErrorString"),
+    apigw.ResponseType.BAD_REQUEST_BODY: ("400", "bad_request", "$context.error.validationErrorString"),
+    apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN: (
+        "403",
+        "forbidden",
+        "missing credentials or unknown route: send x-api-key to /v1/count or /v1/health",
+    ),
+    apigw.ResponseType.INVALID_API_KEY: ("403", "forbidden", "the API key is missing or invalid: send it in the x-api-key header"),
+    apigw.ResponseType.ACCESS_DENIED: ("403", "forbidden", "$context.error.message"),
+    apigw.ResponseType.THROTTLED: ("429", "throttled", "too many requests: slow down and retry"),
+    apigw.ResponseType.QUOTA_EXCEEDED: ("429", "quota_exceeded", "the API key's daily quota is used up"),
+    apigw.ResponseType.REQUEST_TOO_LARGE: (
+        "413",
+        "payload_too_large",
+        "the request is above API Gateway's 10 MB limit: send smaller photos",
+    ),
+    apigw.ResponseType.INTEGRATION_TIMEOUT: ("504", "timeout", "the request took longer than 29 s: retry, or send fewer images"),
+}
+
+
+class ServingStack(Stack):
+    """Lambda + REST API (API key + usage plan, or IAM auth) + dashboard + alarms to `topic`."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, topic: sns.ITopic, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        removal = RemovalPolicy.DESTROY if config.is_destroy else RemovalPolicy.RETAIN
+        self.endpoint_arn = self.format_arn(service="sagemaker", resource="endpoint", resource_name=config.endpoint_name)
+
+        self.function = self._function(removal)
+        self.api, self.api_key = self._api(removal)
+        dashboard_name = f"{config.name_prefix}-serving"
+        self.monitoring = ServingMonitoring(
+            self,
+            "Monitoring",
+            props=MonitoringProps(
+                api=self.api,
+                stage_name=STAGE_NAME,
+                function=self.function,
+                endpoint_name=config.endpoint_name,
+                metrics_namespace=METRICS_NAMESPACE,
+                service_name=SERVICE_NAME,
+                topic=topic,
+                dashboard_name=dashboard_name,
+            ),
+        )
+
+        CfnOutput(self, "ApiUrl", value=self.api.url, description="POST photos to <ApiUrl>v1/count")
+        if self.api_key is not None:
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=self.api_key.key_id,
+                description="aws apigateway get-api-key --include-value --api-key <id> --query value --output text",
+            )
+        CfnOutput(self, "DashboardName", value=dashboard_name)
+
+    # --- the function --------------------------------------------------------------------------------
+
+    def _function(self, removal: RemovalPolicy) -> lambda_.Function:
+        config = self.config
+        log_group = logs.LogGroup(self, "CountFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=removal)
+        # Our own role: logs to this one log group instead of the AWS-managed basic execution policy.
+        role = iam.Role(self, "CountFunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]))
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint", "sagemaker:DescribeEndpoint"], resources=[self.endpoint_arn])
+        )
+        function = lambda_.Function(
+            self,
+            "CountFunction",
+            description="Preprocesses bin photos and counts their items with the SageMaker endpoint",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.lambda_handler",
+            code=lambda_.Code.from_asset(str(build_asset()), exclude=[".complete"]),
+            memory_size=1024,  # CPU scales with memory: decoding 8 photos stays well under a second
+            timeout=FUNCTION_TIMEOUT,
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "ENDPOINT_NAME": config.endpoint_name,
+                "MAX_IMAGES_PER_REQUEST": str(config.max_images_per_request),
+                "REVIEW_CONFIDENCE_THRESHOLD": str(config.review_confidence_threshold),
+                "INVOKE_TIMEOUT_SECONDS": str(INVOKE_TIMEOUT_SECONDS),
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Active tracing adds xray:PutTraceSegments/PutTelemetryRecords on '*': X-Ray has no resource-level permissions",
+            applies_to=["Resource::*"],
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "python3.12 is deliberate: the asset's Pillow and Powertools wheels are vendored for exactly this runtime (infra/lambda_asset.py)",
+        )
+        return function
+
+    # --- the API -------------------------------------------------------------------------------------
+
+    def _api(self, removal: RemovalPolicy) -> tuple[apigw.RestApi, apigw.IApiKey | None]:
+        config = self.config
+        use_key = config.api_auth == "apiKey"
+        access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=removal)
+        api = apigw.RestApi(
+            self,
+            "CountApi",
+            rest_api_name=f"{config.name_prefix}-count-api",
+            description="Counts the items in bin photos (POST /v1/count)",
+            binary_media_types=BINARY_MEDIA_TYPES,
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,  # execution logging needs the account's API Gateway logging role
+            cloud_watch_role_removal_policy=removal,
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),  # fmt: skip
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # would log request bodies (photos) to CloudWatch
+                tracing_enabled=True,
+                metrics_enabled=True,
+                throttling_rate_limit=config.api_throttle_rate_limit,
+                throttling_burst_limit=config.api_throttle_burst_limit,
+            ),
+        )
+        for response_type, (status, code, message) in GATEWAY_ERRORS.items():
+            # The messages contain no quotes; $context.error.* variables are filled in by API Gateway.
+            template = f'{{"error": {{"code": "{code}", "message": "{message}"}}}}'
+            name = "Gateway" + response_type.response_type.title().replace("_", "")
+            api.add_gateway_response(name, type=response_type, status_code=status, templates={"application/json": template})
+
+        validator = apigw.RequestValidator(self, "Validator", rest_api=api, validate_request_parameters=True, validate_request_body=True)
+        batch_model = api.add_model(
+            "CountBatch",
+            content_type="application/json",
+            schema=apigw.JsonSchema(
+                schema=apigw.JsonSchemaVersion.DRAFT4,
+                type=apigw.JsonSchemaType.OBJECT,
+                required=["images"],
+                properties={
+                    "images": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1, max_items=config.max_images_per_request)
+                },
+            ),
+        )
+        integration = apigw.LambdaIntegration(self.function, proxy=True, timeout=Duration.seconds(29))
+        auth = {"api_key_required": True} if use_key else {"authorization_type": apigw.AuthorizationType.IAM}
+        v1 = api.root.add_resource("v1")
+        v1.add_resource("count").add_method(
+            "POST",
+            integration,
+            request_validator=validator,
+            request_parameters={"method.request.header.Content-Type": True},
+            request_models={"application/json": batch_model},
+            **auth,
+        )
+        v1.add_resource("health").add_method("GET", integration, **auth)
+
+        api_key: apigw.IApiKey | None = None
+        plan = api.add_usage_plan(
+            "UsagePlan",
+            name=f"{config.name_prefix}-count-plan",
+            throttle=apigw.ThrottleSettings(rate_limit=config.api_throttle_rate_limit, burst_limit=config.api_throttle_burst_limit),
+            quota=apigw.QuotaSettings(limit=config.api_quota_per_day, period=apigw.Period.DAY),
+        )
+        plan.add_api_stage(stage=api.deployment_stage)
+        if use_key:
+            api_key = api.add_api_key(
+                "ApiKey", api_key_name=f"{config.name_prefix}-count-key", description="Floor software's key for the count API"
+            )
+            plan.add_api_key(api_key)
+
+        self._acknowledge_api(api, use_key)
+        return api, api_key
+
+    def _acknowledge_api(self, api: apigw.RestApi, use_key: bool) -> None:
+        acknowledge(
+            api,
+            "AwsSolutions-APIG3",
+            "No WAF: callers are the warehouse's own floor software; API key / IAM auth, usage-plan quota and stage throttling bound abuse, "
+            "and a web ACL (~$5/month + per request) can be attached to the stage without code changes",
+        )
+        acknowledge(
+            api.node.find_child("CloudWatchRole"),
+            "AwsSolutions-IAM4",
+            "CDK's API Gateway CloudWatch role uses AWS's AmazonAPIGatewayPushToCloudWatchLogs policy, the documented one for execution logging",
+            applies_to=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
+        )
+        # Cognito user pools are for end users; the callers here are machines.
+        acknowledge(
+            api,
+            "AwsSolutions-COG4",
+            "Callers are machines (floor software), authenticated by API key or IAM SigV4 per config apiAuth, not Cognito users",
+        )
+        if use_key:
+            acknowledge(
+                api,
+                "AwsSolutions-APIG4",
+                "apiAuth=apiKey: every method requires the API key of the usage plan (x-api-key); that is the auth mode, "
+                "chosen for floor software without AWS credentials. Set apiAuth=iam for SigV4 (IAM) authorization instead",
+            )

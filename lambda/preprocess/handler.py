@@ -1,0 +1,197 @@
+"""The count API's Lambda: POST /v1/count (photos -> item counts) and GET /v1/health.
+
+Photos are preprocessed here with the shared spec (Pillow only, draft-mode JPEG decode) and sent to the
+SageMaker endpoint as one application/x-npy uint8 batch. Every failure is a typed exception mapped to a
+JSON response once, below: a caller's mistake is a 4xx that names it, endpoint trouble a 502/503/504.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import preprocessing_spec as spec
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from count_api import endpoint
+from count_api.errors import IMAGE_ERROR_STATUS, ApiError, EndpointError, NotFound
+from count_api.parsing import Photo, event_body, parse_photos
+from count_api.settings import Settings, load_settings
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "count-api"))
+tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "count-api"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "InventoryMonitor"))
+app = APIGatewayRestResolver()
+
+ROUTES = {"/v1/count": "POST", "/v1/health": "GET"}
+# SageMaker real-time endpoints take at most 6 MB per call: 36 images of 224x224x3 uint8 is 5.4 MB.
+MAX_IMAGES_PER_CALL = 36
+
+
+# --- routes --------------------------------------------------------------------------------------------
+
+
+@app.post("/v1/count")
+@tracer.capture_method
+def count() -> Response:
+    _metric("CountRequests", MetricUnit.Count, 1)
+    settings = load_settings()
+    event = app.current_event
+    data = event_body(event.get("body"), bool(event.get("isBase64Encoded")), settings.max_body_bytes)
+    photos, single = parse_photos(data, event.headers.get("content-type"), settings.max_images_per_request)
+    raws = [_preprocess(photo, single) for photo in photos]
+    predictions, model_version = _predict(settings, raws)
+    results = [_result(photo, prediction, settings, single) for photo, prediction in zip(photos, predictions, strict=True)]
+    _metric("ImagesCounted", MetricUnit.Count, len(results))
+    _metric("NeedsReview", MetricUnit.Count, sum(r["needs_review"] for r in results))
+    base = {"request_id": _request_id(), "model_version": model_version}
+    body = {**base, **results[0]} if single else {**base, "results": results}
+    return _json(200, body, {"X-Model-Version": model_version})
+
+
+@app.get("/v1/health")
+@tracer.capture_method
+def health() -> Response:
+    _metric("HealthRequests", MetricUnit.Count, 1)
+    settings = load_settings()
+    described = endpoint.describe(settings)
+    if described is None:
+        status, serving = "not_deployed", False
+        message = endpoint.NOT_DEPLOYED_MESSAGE.format(name=settings.endpoint_name)
+    else:
+        status = str(described.get("EndpointStatus", "Unknown"))
+        serving = status in endpoint.SERVING_STATES
+        message = (
+            "the model endpoint is serving" if serving else f"the model endpoint is {status}: counts are unavailable until it is InService"
+        )
+    body = {
+        "request_id": _request_id(),
+        "status": "ok" if serving else "unavailable",
+        "serving": serving,
+        "endpoint": {"name": settings.endpoint_name, "status": status},
+        "message": message,
+    }
+    return _json(200 if serving else 503, body, {} if serving else endpoint.retry_after_header(endpoint.RETRY_AFTER_NOT_READY_S))
+
+
+# --- steps ---------------------------------------------------------------------------------------------
+
+
+def _preprocess(photo: Photo, single: bool) -> bytes:
+    try:
+        return spec.preprocess_bytes(photo.data, draft=True)
+    except spec.ImageError as error:
+        # Name the image in a batch so the caller knows which one to fix.
+        prefix = "" if single else f"image {photo.id!r}: "
+        raise ImageProblem(error.code, prefix + error.message) from None
+
+
+class ImageProblem(ApiError):
+    """A photo the spec refused (spec.ImageError with the image named); status from IMAGE_ERROR_STATUS."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.status = IMAGE_ERROR_STATUS.get(code, 400)
+
+
+@tracer.capture_method
+def _predict(settings: Settings, raws: list[bytes]) -> tuple[list[dict[str, Any]], str]:
+    predictions: list[dict[str, Any]] = []
+    model_version = ""
+    started = time.perf_counter()
+    for start in range(0, len(raws), MAX_IMAGES_PER_CALL):
+        chunk = raws[start : start + MAX_IMAGES_PER_CALL]
+        reply = endpoint.invoke_npy(settings, spec.encode_npy_uint8(chunk))
+        chunk_predictions = reply.get("predictions")
+        if not isinstance(chunk_predictions, list) or len(chunk_predictions) != len(chunk):
+            raise EndpointError("bad_endpoint_reply", f"the model endpoint returned no prediction list for {len(chunk)} images")
+        predictions.extend(chunk_predictions)
+        model_version = str(reply.get("model_version", "unknown"))
+    _metric("EndpointLatency", MetricUnit.Milliseconds, (time.perf_counter() - started) * 1000)
+    return predictions, model_version
+
+
+def _result(photo: Photo, prediction: Any, settings: Settings, single: bool) -> dict[str, Any]:
+    try:
+        count = int(prediction["count"])
+        confidence = float(prediction["confidence"])
+        probabilities = {str(k): float(v) for k, v in dict(prediction["probabilities"]).items()}
+    except (KeyError, TypeError, ValueError):
+        raise EndpointError("bad_endpoint_reply", "the model endpoint's prediction lacks count, confidence or probabilities") from None
+    result: dict[str, Any] = {} if single else {"id": photo.id}
+    result.update(
+        count=count,
+        confidence=round(confidence, 6),
+        probabilities={k: round(v, 6) for k, v in probabilities.items()},
+        needs_review=confidence < settings.review_confidence_threshold,
+    )
+    return result
+
+
+def _metric(name: str, unit: MetricUnit, value: float) -> None:
+    # Powertools keeps (never flushes) metrics while POWERTOOLS_METRICS_DISABLED is set (local mode):
+    # skip them there so a long-running local server does not accumulate them.
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() != "true":
+        metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def _request_id() -> str:
+    context = app.current_event.get("requestContext") or {}
+    request_id = context.get("requestId") if isinstance(context, dict) else None
+    if request_id:
+        return str(request_id)
+    lambda_context = getattr(app, "lambda_context", None)
+    return str(getattr(lambda_context, "aws_request_id", "unknown"))
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body),
+        headers={"X-Request-Id": _request_id(), **(headers or {})},
+    )
+
+
+# --- the one place errors become responses -------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(status, {"error": {"code": code, "message": message}}, headers)
+
+
+@app.exception_handler(ApiError)
+def handle_api_error(error: ApiError) -> Response:
+    log = logger.warning if error.status < 500 else logger.error
+    log("request refused", extra={"status": error.status, "code": error.code, "detail": error.message})
+    _metric("ClientErrors" if error.status < 500 else "EndpointErrors", MetricUnit.Count, 1)
+    return _error(error.status, error.code, error.message, endpoint.retry_after_header(error.retry_after_s))
+
+
+@app.exception_handler(Exception)
+def handle_unexpected(error: Exception) -> Response:
+    # A bug or a bad deployment setting, never the caller's fault: log it, answer without a traceback.
+    logger.exception("unexpected error")
+    return _error(500, "internal_error", f"the service failed unexpectedly ({type(error).__name__}); the request id is in X-Request-Id")
+
+
+@app.not_found
+def handle_not_found(_: Exception) -> Response:
+    _metric("UnknownRoutes", MetricUnit.Count, 1)
+    path = app.current_event.path
+    method = app.current_event.http_method
+    if path in ROUTES:
+        return _error(405, "method_not_allowed", f"{method} is not allowed on {path}: use {ROUTES[path]}", {"Allow": ROUTES[path]})
+    error = NotFound("not_found", f"no route {method} {path}: use POST /v1/count or GET /v1/health")
+    return _error(error.status, error.code, error.message)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,192 @@
+"""`make serve`: serve a trained model locally behind the real Lambda handler.
+
+    python -m local_mode.serve --run runs/<id>        # model dir runs/<id>/train/model
+    python -m local_mode.serve --model-dir DIR [--port 8080] [--api-key KEY]
+
+Python API (used by the local runner and the tests): start_local_stack(model_dir, port=...) returns a
+LocalStack with .api_url, .api_key, .endpoint_url and .close().
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local_mode.api_server import ApiServer
+from local_mode.endpoint_server import EndpointServer, start_endpoint_server
+from local_mode.paths import add_lambda
+
+DEFAULT_ENDPOINT_NAME = "invmon-count-endpoint"
+
+
+@dataclass
+class LocalStack:
+    """Both local servers; the handler's environment points at the endpoint server until close()."""
+
+    endpoint: EndpointServer
+    api: ApiServer
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    @property
+    def api_key(self) -> str:
+        return self.api.api_key
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.endpoint.url
+
+    def close(self) -> None:
+        self.api.close()
+        self.endpoint.close()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _set_env(values: dict[str, str], only_if_absent: dict[str, str]) -> dict[str, str | None]:
+    saved: dict[str, str | None] = {}
+    for name, value in values.items():
+        saved[name] = os.environ.get(name)
+        os.environ[name] = value
+    for name, value in only_if_absent.items():
+        if name not in os.environ:
+            saved[name] = None
+            os.environ[name] = value
+    return saved
+
+
+def handler_environment(
+    endpoint_url: str, endpoint_name: str, max_images: int = 8, review_threshold: float = 0.5
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(always set, set only if absent): what the Lambda gets from the stack on AWS, pointed at localhost."""
+    always = {
+        "ENDPOINT_NAME": endpoint_name,
+        "MAX_IMAGES_PER_REQUEST": str(max_images),
+        "REVIEW_CONFIDENCE_THRESHOLD": str(review_threshold),
+        # The handler's boto3 clients talk to the local endpoint server (runtime API and DescribeEndpoint).
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url,
+        "AWS_ENDPOINT_URL_SAGEMAKER": endpoint_url,
+    }
+    # botocore signs every request: dummy credentials when the user has none (they never leave loopback).
+    if_absent = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "POWERTOOLS_SERVICE_NAME": "count-api",
+        "POWERTOOLS_METRICS_NAMESPACE": "InventoryMonitorLocal",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    return always, if_absent
+
+
+def start_local_stack(
+    model_dir: str | Path,
+    port: int = 0,
+    api_key: str | None = None,
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME,
+    host: str = "127.0.0.1",
+    max_images: int = 8,
+    review_threshold: float = 0.5,
+) -> LocalStack:
+    """Start the endpoint server (ephemeral port) and the API server (`port`, 0 = ephemeral) in threads."""
+    endpoint = start_endpoint_server(model_dir, endpoint_name, host=host)
+    try:
+        always, if_absent = handler_environment(endpoint.url, endpoint_name, max_images, review_threshold)
+        saved = _set_env(always, if_absent)
+        add_lambda()
+        import handler  # after the environment is set: Powertools reads it at import
+
+        # With metrics disabled locally, Powertools warns on every request that it has none to publish.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+        api = ApiServer(handler.lambda_handler, api_key=api_key, host=host, port=port)
+    except BaseException:
+        endpoint.close()
+        raise
+    return LocalStack(endpoint=endpoint, api=api, _saved_env=saved)
+
+
+@contextmanager
+def local_stack(model_dir: str | Path, **kwargs: object) -> Iterator[LocalStack]:
+    stack = start_local_stack(model_dir, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Serve a trained model locally: the count API on localhost.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a finished local run, e.g. runs/<id> (serves runs/<id>/train/model)")
+    source.add_argument("--model-dir", type=Path, help="a model dir written by train.py (model.pth + model_meta.json)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8080, help="API port (0 = any free port; default 8080)")
+    parser.add_argument("--api-key", default=None, help="API key to require (default: a random one, printed)")
+    parser.add_argument("--max-images", type=int, default=8, help="images per JSON request (cdk.json maxImagesPerRequest)")
+    parser.add_argument("--review-threshold", type=float, default=0.5, help="confidence below which needs_review is true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    model_dir = args.model_dir if args.model_dir else args.run / "train" / "model"
+    if not (model_dir / "model.pth").is_file():
+        print(f"error: {model_dir} has no model.pth. Train first (make demo), then: make serve RUN=runs/<id>", file=sys.stderr)
+        return 2
+    try:
+        stack = start_local_stack(
+            model_dir,
+            port=args.port,
+            api_key=args.api_key,
+            host=args.host,
+            max_images=args.max_images,
+            review_threshold=args.review_threshold,
+        )
+    except OSError as error:
+        print(f"error: cannot listen on {args.host}:{args.port} ({error.strerror}): pick another --port, or --port 0", file=sys.stderr)
+        return 2
+    print(f"Count API:  {stack.api_url}/v1/count   (health: {stack.api_url}/v1/health)")
+    print(f"API key:    {stack.api_key}")
+    print(f"Endpoint:   {stack.endpoint_url} (SageMaker runtime API + /ping, /invocations)")
+    print(
+        f'Try:        curl -s -H "x-api-key: {stack.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {stack.api_url}/v1/count'
+    )
+    print(f"Or:         python -m local_mode.client --url {stack.api_url} --api-key {stack.api_key} PHOTOS_OR_FOLDERS...")
+    print("Ctrl-C stops both servers.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""serve: the Model -> EndpointConfig -> endpoint steps' twin, on localhost.
+
+When the gate deploys, this run's model is served and recorded in runs/serving.json (the local "current
+endpoint model"); when it holds back, the model recorded there keeps serving, as the real endpoint keeps
+its old model. The servers run in this process; they stop when the demo exits (--keep-serving waits).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from local_mode.runner import RunContext, write_json_atomic
+from local_mode.steps.gate_step import SERVING_RECORD, serving_record
+
+
+def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
+    from local_mode.serve import start_local_stack
+
+    settings = ctx.options["settings"]
+    runs_dir = ctx.run_dir.parent
+    if ctx.result_of("gate")["deploy"]:
+        train = ctx.result_of("train")
+        record = {
+            "run_id": ctx.run_id,
+            "model_dir": train["model_dir"],
+            "accuracy": ctx.result_of("evaluate")["accuracy"],
+            "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(runs_dir / SERVING_RECORD, record)
+    else:
+        record = serving_record(runs_dir)
+        if record is None:
+            ctx.log("The gate held this model back and no earlier model is deployed: nothing to serve (--deploy force serves it anyway).")
+            return {"served_run": None, "api_url": None, "curl": None}
+        ctx.log(f"The gate held this model back: serving the deployed model of run {record['run_id']} instead.")
+    stack = start_local_stack(
+        record["model_dir"],
+        endpoint_name=settings.endpoint_name,
+        max_images=settings.max_images_per_request,
+        review_threshold=settings.review_confidence_threshold,
+    )
+    ctx.cleanups.callback(stack.close)
+    count_url = f"{stack.api_url}/v1/count"
+    curl = f'curl -s -H "x-api-key: {stack.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {count_url}'
+    ctx.log(f"endpoint {stack.endpoint_url}  (/ping, /invocations)")
+    ctx.log(f"API      {count_url}  (key {stack.api_key})")
+    # The key is ephemeral (a new one per start) and only valid on loopback: safe to record.
+    return {
+        "served_run": record["run_id"],
+        "model_dir": record["model_dir"],
+        "api_url": stack.api_url,
+        "count_url": count_url,
+        "api_key": stack.api_key,
+        "endpoint_url": stack.endpoint_url,
+        "curl": curl,
+    }

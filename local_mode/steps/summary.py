@@ -1,0 +1,63 @@
+"""The closing summary: runs/<run id>/summary.json and the lines printed at the end of `make demo`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from local_mode.runner import SUMMARY, RunContext, write_json_atomic
+
+
+def write_summary(ctx: RunContext, markers: dict[str, dict[str, Any]], *, wall_s: float) -> dict[str, Any]:
+    """summary.json: test accuracy under `accuracy`, per-step durations, and where everything is."""
+    result = {name: marker["result"] for name, marker in markers.items()}
+    evaluation = result.get("evaluate", {})
+    serve = result.get("serve", {})
+    summary = {
+        "run_id": ctx.run_id,
+        "run_dir": str(ctx.run_dir),
+        "accuracy": evaluation.get("accuracy"),
+        "rmse": evaluation.get("rmse"),
+        "majority_baseline": evaluation.get("majority_baseline"),
+        "test_images": evaluation.get("n"),
+        "report": evaluation.get("report"),
+        "figures": evaluation.get("figures", []),
+        "model_tar": result.get("train", {}).get("model_tar"),
+        "best_hyperparameters": result.get("tune", {}).get("best_hyperparameters"),
+        "gate": result.get("gate", {}),
+        "api_url": serve.get("api_url"),
+        "curl": serve.get("curl"),
+        "count": result.get("count", {}),
+        # Steps skipped on --resume keep the duration of the run that did them.
+        "durations_s": {name: marker["duration_s"] for name, marker in markers.items()},
+        "this_invocation_wall_s": round(wall_s, 1),
+    }
+    write_json_atomic(ctx.run_dir / SUMMARY, summary)
+    return summary
+
+
+def print_summary(summary: dict[str, Any], *, keep_serving: bool, out: Any = print) -> None:
+    out("")
+    out("=" * 60)
+    out(f"Summary of run {summary['run_id']}")
+    out("=" * 60)
+    if summary["accuracy"] is not None:
+        out(
+            f"  test accuracy     {summary['accuracy']:.1%} on {summary['test_images']} photos (majority baseline {summary['majority_baseline']:.1%})"
+        )
+        out(f"  test RMSE         {summary['rmse']:.3f}")
+    gate = summary["gate"]
+    if gate:
+        out(f"  gate              {'deployed' if gate.get('deploy') else 'not deployed'}: {gate.get('reason')}")
+    out(f"  report            {summary['report']}")
+    for figure in summary["figures"]:
+        out(f"  figure            {figure}")
+    out(f"  model             {summary['model_tar']}")
+    for name, seconds in summary["durations_s"].items():
+        out(f"  {name:<17} {seconds:7.1f} s")
+    if summary["api_url"]:
+        state = (
+            "running until Ctrl-C" if keep_serving else "stopped at exit (--keep-serving keeps it; `make serve RUN=...` serves it again)"
+        )
+        out(f"  local API         {summary['api_url']} ({state})")
+        out(f"  try               {summary['curl']}")
+    out(f"  summary           {summary['run_dir']}/summary.json")

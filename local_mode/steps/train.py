@@ -1,0 +1,149 @@
+"""train: the training job's twin, under torchrun (gloo on CPU).
+
+One node: `python -m torch.distributed.run --standalone --nproc_per_node N train.py ...`. --nodes 2
+emulates two instances: two torchrun processes with --nnodes 2 --node_rank i --master_addr 127.0.0.1,
+each with its own SM_CURRENT_HOST, as the PyTorch DLC launches them. Writes runs/<id>/train/model/ (the
+model dir), output/ (train.py's evaluation.json and PNGs), model.tar.gz and one log per node.
+Checkpoints live in runs/<id>/checkpoints/train/, outside the step folder: an interrupted train step
+resumes from the newest epoch on --resume, as a spot training job does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import tarfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from local_mode.runner import RunContext, StepFailed, run_logged, stop_process_group
+from local_mode.steps.common import channels, child_env, cpu_threads, script, training_module
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(nodes: int, nproc: int, node_rank: int, port: int) -> list[str]:
+    launcher = [*script("train.py")[:1], "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    if nodes == 1:
+        return [*launcher, "--standalone"]
+    return [*launcher, "--nnodes", str(nodes), "--node_rank", str(node_rank), "--master_addr", "127.0.0.1", "--master_port", str(port)]
+
+
+def write_model_tar(model_dir: Path, target: Path) -> None:
+    """`tar czf model.tar.gz -C MODEL_DIR .`, written to a temporary name first."""
+    partial = target.with_name(target.name + ".partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        for path in sorted(model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    os.replace(partial, target)
+
+
+def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
+    options = ctx.options
+    search_space = training_module("search_space")
+    metrics_format = training_module("metrics_format")
+    hyperparameters = ctx.result_of("tune")["best_hyperparameters"]
+    data = channels(ctx.step_dir("prepare"))
+    model_dir, output_dir = step_dir / "model", step_dir / "output"
+    checkpoints = ctx.run_dir / "checkpoints" / "train"
+    nodes, nproc = options["nodes"], options["nproc_per_node"]
+    threads = max(1, cpu_threads() // (nodes * nproc))
+    hosts = [f"algo-{i + 1}" for i in range(nodes)]
+    train_args = [*search_space.to_cli_args(hyperparameters), "--model-version", f"local-{ctx.run_id}"]
+    ctx.log(f"{nodes} node(s) x {nproc} process(es), {threads} thread(s) each; hyperparameters {hyperparameters}")
+
+    bar = tqdm(total=int(hyperparameters["epochs"]), desc="epochs", unit="epoch", dynamic_ncols=True)
+
+    def on_line(line: str) -> None:
+        for record in metrics_format.parse_metrics(line):
+            bar.n = int(record.get("epoch", bar.n + 1))  # a resumed run starts past epoch 1
+            acc = record.get(metrics_format.OBJECTIVE_METRIC)
+            bar.set_postfix_str(f"{metrics_format.OBJECTIVE_METRIC}={acc:.3f}" if acc is not None else "")
+            bar.refresh()
+
+    port = free_port()
+    launches = []
+    for rank, host in enumerate(hosts):
+        env = child_env(
+            threads,
+            {
+                "SM_CHANNEL_TRAIN": str(data["train"]),
+                "SM_CHANNEL_VALIDATION": str(data["validation"]),
+                "SM_CHANNEL_TEST": str(data["test"]),
+                "SM_MODEL_DIR": str(model_dir),
+                "SM_OUTPUT_DATA_DIR": str(output_dir),
+                "SM_CHECKPOINT_DIR": str(checkpoints),
+                "SM_HOSTS": json.dumps(hosts),
+                "SM_CURRENT_HOST": host,
+                "SM_NUM_GPUS": "0",
+            },
+        )
+        command = [*torchrun_command(nodes, nproc, rank, port), *script("train.py")[1:], *train_args]
+        launches.append((command, step_dir / f"train-{host}.log", env, on_line if rank == 0 else None))
+    try:
+        if nodes == 1:
+            command, log, env, handler = launches[0]
+            run_logged(command, log, env=env, on_line=handler, what="torchrun train.py")
+        else:
+            _run_nodes(launches)
+    finally:
+        bar.close()
+    if not (model_dir / "model.pth").is_file():
+        raise StepFailed(f"training finished without writing {model_dir / 'model.pth'}; see {step_dir}/train-*.log")
+    write_model_tar(model_dir, step_dir / "model.tar.gz")
+    report = json.loads((output_dir / "evaluation.json").read_text()) if (output_dir / "evaluation.json").is_file() else {}
+    ctx.log(
+        f"model.tar.gz: {step_dir / 'model.tar.gz'}; train.py's {report.get('split', 'test')} accuracy {report.get('accuracy', float('nan')):.3f}"
+    )
+    return {
+        "model_dir": str(model_dir),
+        "model_tar": str(step_dir / "model.tar.gz"),
+        "hyperparameters": hyperparameters,
+        "nodes": nodes,
+        "nproc_per_node": nproc,
+        "train_report_accuracy": report.get("accuracy"),
+    }
+
+
+def _run_nodes(launches: list[tuple[list[str], Path, dict[str, str], Any]]) -> None:
+    """Start every node's torchrun; if one fails or Ctrl-C arrives, stop the others (no peer is left waiting)."""
+    errors: list[BaseException] = []
+    processes: list[subprocess.Popen] = []
+    lock = threading.Lock()
+
+    def node(command: list[str], log: Path, env: dict[str, str], handler: Any) -> None:
+        try:
+            run_logged(command, log, env=env, on_line=handler, what=f"torchrun node {log.stem}", started=_register)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
+            with lock:
+                errors.append(error)
+                for process in processes:
+                    stop_process_group(process, grace=2.0)
+
+    def _register(process: subprocess.Popen) -> None:
+        with lock:
+            processes.append(process)
+
+    threads = [threading.Thread(target=node, args=launch, daemon=True) for launch in launches]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)  # short waits so Ctrl-C reaches this thread
+    except BaseException:
+        with lock:
+            for process in processes:
+                stop_process_group(process)
+        raise
+    if errors:
+        raise next((e for e in errors if isinstance(e, StepFailed)), errors[0])

@@ -1,0 +1,119 @@
+"""SageMaker PyTorch inference handlers (model_fn, input_fn, predict_fn, output_fn); also used locally.
+
+Request: `application/x-npy` uint8 [N, 224, 224, 3] (what the Lambda sends), or one `image/jpeg` /
+`image/png`, preprocessed here by the same spec. Reply `application/json` (docs/contracts.md). Bad input
+raises ValueError naming the problem; the container turns it into an error response.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import models
+import numpy as np
+import preprocessing_spec
+import torch
+
+JSON = "application/json"
+NPY = "application/x-npy"
+IMAGE_TYPES = ("image/jpeg", "image/png")
+MAX_BATCH = 64  # 64 x 150 KB = 9.6 MB, above the 6 MB real-time payload limit: never reached through AWS
+SHAPE = (preprocessing_spec.IMAGE_SIZE, preprocessing_spec.IMAGE_SIZE, preprocessing_spec.CHANNELS)
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    classes: list[int]
+    model_version: str
+    device: torch.device
+    meta: dict[str, Any]
+
+
+def load_model(model_dir: str | Path, device: torch.device | None = None) -> LoadedModel:
+    """Rebuild the architecture from model_meta.json and load model.pth (weights only)."""
+    model_dir = Path(model_dir)
+    meta_path, weights_path = model_dir / "model_meta.json", model_dir / "model.pth"
+    for path in (meta_path, weights_path):
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: the model dir must come from train.py (model.pth + model_meta.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("spec_version") != preprocessing_spec.SPEC_VERSION:
+        raise ValueError(
+            f"the model was trained with preprocessing spec {meta.get('spec_version')!r}, this code uses {preprocessing_spec.SPEC_VERSION!r}"
+        )
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = models.build_model(
+        meta["architecture"], len(meta["classes"]), meta.get("head", "linear"), int(meta.get("image_size", preprocessing_spec.IMAGE_SIZE))
+    )
+    model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    model.to(device).eval()
+    return LoadedModel(model, [int(c) for c in meta["classes"]], str(meta.get("model_version", "")), device, meta)
+
+
+def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
+    if "OMP_NUM_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    return load_model(model_dir)
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def input_fn(request_body: bytes | bytearray | str, request_content_type: str) -> np.ndarray:
+    """-> uint8 [N, 224, 224, 3]."""
+    media = _media_type(request_content_type)
+    body = request_body.encode("latin1") if isinstance(request_body, str) else bytes(request_body)
+    if media == NPY:
+        return _read_npy(body)
+    if media in IMAGE_TYPES:
+        try:
+            raw = preprocessing_spec.preprocess_bytes(body)
+        except preprocessing_spec.ImageError as error:
+            raise ValueError(f"{error.code}: {error.message}") from None
+        return np.frombuffer(raw, dtype=np.uint8).reshape(1, *SHAPE)
+    raise ValueError(f"content type {request_content_type!r} is not supported: send {NPY} (uint8 [N,224,224,3]), image/jpeg or image/png")
+
+
+def _read_npy(body: bytes) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except Exception as error:  # numpy raises ValueError/OSError/EOFError variously for bad bytes
+        raise ValueError(f"the {NPY} body is not a readable .npy array ({error}): encode it with numpy.save") from None
+    if array.dtype != np.uint8:
+        raise ValueError(f"the array's dtype is {array.dtype}, expected uint8 (0..255 pixels; normalisation happens in the model)")
+    if array.ndim != 4 or array.shape[1:] != SHAPE:
+        raise ValueError(f"the array's shape is {list(array.shape)}, expected [N, 224, 224, 3] (preprocess each photo with the spec)")
+    if not 1 <= array.shape[0] <= MAX_BATCH:
+        raise ValueError(f"the batch has {array.shape[0]} images, expected 1 to {MAX_BATCH}")
+    return array
+
+
+@torch.no_grad()
+def predict_fn(input_data: np.ndarray, model: LoadedModel) -> dict[str, Any]:
+    images = torch.from_numpy(np.ascontiguousarray(input_data)).to(model.device)
+    probabilities = model.model(images).float().softmax(dim=1).cpu().numpy()
+    predictions = []
+    for row in probabilities:
+        best = int(row.argmax())
+        predictions.append(
+            {
+                "count": model.classes[best],
+                "confidence": round(float(row[best]), 6),
+                "probabilities": {str(c): round(float(p), 6) for c, p in zip(model.classes, row, strict=True)},
+            }
+        )
+    return {"predictions": predictions, "model_version": model.model_version, "classes": model.classes}
+
+
+def output_fn(prediction: dict[str, Any], accept: str | None = JSON) -> str:
+    media = _media_type(accept)
+    if media not in ("", "*/*", JSON, "application/*"):
+        raise ValueError(f"accept type {accept!r} is not supported: the reply is {JSON}")
+    return json.dumps(prediction)

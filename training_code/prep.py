@@ -1,0 +1,334 @@
+"""Prepare the training channels: the pipeline's Prepare step (SageMaker Processing) and a local command.
+
+    python prep.py --source s3://aft-vbi-pds/ --file-list file_list.json --output prepared/
+    python prep.py --source ../shared/abid --output prepared/
+
+--source is an S3 URI or a local folder laid out like the public bucket (bin-images/<id>.jpg,
+metadata/<id>.json). Every photo whose count is in --classes is decoded, checked and preprocessed once by
+the spec; the valid ones are split 60/20/20 per class, by a hash of the id, and written as
+OUTPUT/{train,validation,test}/ (dataset.py's format: images.npy + labels.json) plus OUTPUT/summary.json.
+Corrupt photos, missing files and counts outside the classes are skipped and listed in the summary, and
+read = written + skipped always holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import dataset
+import numpy as np
+import preprocessing_spec
+from tqdm import tqdm
+
+SPLITS = (("train", 0.6), ("validation", 0.2), ("test", 0.2))
+DEFAULT_CLASSES = (1, 2, 3, 4, 5)
+# SageMaker Processing's conventional paths; the pipeline may override them with arguments.
+PROCESSING_SOURCE = "/opt/ml/processing/input/data"
+PROCESSING_OUTPUT = "/opt/ml/processing/output"
+# Give up (instead of writing a silently smaller dataset) when more downloads than this fail.
+MAX_DOWNLOAD_FAILURE_SHARE = 0.05
+CHUNK = 256  # images decoded per batch of parallel work: bounds memory to CHUNK * 150 KB
+
+
+class PrepError(Exception):
+    """A problem the user must fix (bad argument, unreadable source); printed without a traceback."""
+
+
+class Skip(Exception):
+    """One id that cannot be used; `reason` is the summary's key."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+# --- sources ---------------------------------------------------------------------------------------
+
+
+class LocalSource:
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+        if not (self.root / "metadata").is_dir() and not (self.root / "bin-images").is_dir():
+            raise PrepError(f"--source {root} has neither metadata/ nor bin-images/: point it at a folder laid out like s3://aft-vbi-pds/")
+
+    def list_ids(self) -> list[str]:
+        images = {p.stem for p in (self.root / "bin-images").glob("*.jpg")}
+        metadata = {p.stem for p in (self.root / "metadata").glob("*.json")}
+        return sorted(images | metadata)
+
+    def read(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+
+class S3Source:
+    """Parallel-safe S3 reader; unsigned requests when no credentials are configured (the bucket is public)."""
+
+    def __init__(self, uri: str, workers: int, retries: int) -> None:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise PrepError(f"--source {uri} has no bucket name: expected s3://bucket/ or s3://bucket/prefix/")
+        self.bucket, self.prefix = bucket, prefix.strip("/") + "/" if prefix.strip("/") else ""
+        session = boto3.Session()
+        # Standard retry mode backs off on throttling, 5xx and connection errors.
+        config = Config(retries={"max_attempts": retries, "mode": "standard"}, max_pool_connections=max(10, workers))
+        if session.get_credentials() is None:
+            config = config.merge(Config(signature_version=UNSIGNED))
+        self.client = session.client("s3", config=config)
+
+    def list_ids(self) -> list[str]:
+        ids: set[str] = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        for folder, suffix in (("metadata/", ".json"), ("bin-images/", ".jpg")):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + folder):
+                ids.update(o["Key"].rsplit("/", 1)[-1].removesuffix(suffix) for o in page.get("Contents", []) if o["Key"].endswith(suffix))
+        return sorted(ids)
+
+    def read(self, key: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise Skip("download_failed", str(error)) from None
+        except BotoCoreError as error:
+            raise Skip("download_failed", str(error)) from None
+
+
+def open_source(source: str, workers: int, retries: int) -> LocalSource | S3Source:
+    if source.startswith("s3://"):
+        return S3Source(source, workers, retries)
+    if not Path(source).is_dir():
+        raise PrepError(f"--source {source} is not a folder or an s3:// URI: give the dataset's location")
+    return LocalSource(source)
+
+
+# --- the steps -------------------------------------------------------------------------------------
+
+
+def ids_from_file_list(path: str) -> list[str]:
+    """The Udacity file_list.json: {"1": ["data/metadata/100313.json", ...], ...} -> ids."""
+    try:
+        content = json.loads(Path(path).read_text())
+        entries = [entry for paths in content.values() for entry in paths]
+        return sorted({Path(str(entry)).stem for entry in entries})
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError) as error:
+        raise PrepError(
+            f'--file-list {path} cannot be read ({error}): expected JSON like {{"1": ["data/metadata/100313.json", ...]}}'
+        ) from None
+
+
+def read_count(source: LocalSource | S3Source, image_id: str, classes: tuple[int, ...]) -> int:
+    data = source.read(f"metadata/{image_id}.json")
+    if data is None:
+        raise Skip("missing_metadata")
+    try:
+        count = json.loads(data)["EXPECTED_QUANTITY"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise Skip("bad_metadata", "no EXPECTED_QUANTITY") from None
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise Skip("bad_metadata", f"EXPECTED_QUANTITY is {count!r}")
+    if count not in classes:
+        raise Skip("count_outside_classes", str(count))
+    return count
+
+
+def read_image(source: LocalSource | S3Source, image_id: str) -> bytes:
+    data = source.read(f"bin-images/{image_id}.jpg")
+    if data is None:
+        raise Skip("missing_image")
+    try:
+        return preprocessing_spec.preprocess_bytes(data)  # full decode: the training reference
+    except preprocessing_spec.ImageError as error:
+        raise Skip(
+            "corrupt_image" if error.code in ("corrupt_image", "not_an_image", "empty_image") else error.code, error.message
+        ) from None
+
+
+def _attempt(work: Callable[[str], Any], image_id: str) -> tuple[str, Any, Skip | None]:
+    try:
+        return image_id, work(image_id), None
+    except Skip as skip:
+        return image_id, None, skip
+
+
+def parallel(work: Callable[[str], Any], ids: list[str], workers: int, desc: str) -> Iterator[tuple[str, Any, Skip | None]]:
+    """(id, result, skip) in the order of `ids`, CHUNK ids in flight at a time."""
+    interactive = sys.stderr.isatty()
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(ids), desc=desc, mininterval=0.5 if interactive else 15) as bar:
+        for start in range(0, len(ids), CHUNK):
+            for item in pool.map(lambda i: _attempt(work, i), ids[start : start + CHUNK]):
+                bar.update()
+                yield item
+
+
+def split_of(image_ids: Iterable[str], fractions: tuple[tuple[str, float], ...] = SPLITS) -> dict[str, str]:
+    """Within one class: rank ids by SHA-256 of the id, cut 60/20/20. Exact proportions per class, and a
+    given set of ids always splits the same way (Python's hash() is salted per process, sha256 is not)."""
+    ranked = sorted(image_ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+    result, start, cumulative = {}, 0, 0.0
+    for index, (name, share) in enumerate(fractions):
+        cumulative += share
+        end = len(ranked) if index == len(fractions) - 1 else round(len(ranked) * cumulative)
+        result.update({i: name for i in ranked[start:end]})
+        start = end
+    return result
+
+
+def write_channel(folder: Path, rows: np.ndarray, images: np.ndarray, ids: list[str], counts: list[int], classes: tuple[int, ...]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(folder / dataset.IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(len(rows), *dataset.SHAPE))
+    for start in range(0, len(rows), CHUNK):
+        out[start : start + CHUNK] = images[rows[start : start + CHUNK]]
+    out.flush()
+    del out
+    labels = {"ids": ids, "counts": counts, "classes": list(classes), "spec_version": preprocessing_spec.SPEC_VERSION}
+    (folder / dataset.LABELS_FILE).write_text(json.dumps(labels))
+
+
+def prepare(
+    source_uri: str,
+    output: str,
+    classes: tuple[int, ...] = DEFAULT_CLASSES,
+    file_list: str | None = None,
+    workers: int = 8,
+    retries: int = 5,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    source = open_source(source_uri, workers, retries)
+    ids = ids_from_file_list(file_list) if file_list else source.list_ids()
+    if not ids:
+        raise PrepError(f"no ids found in {file_list or source_uri}: expected bin-images/<id>.jpg and metadata/<id>.json")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    skipped: dict[str, list[str]] = {}
+
+    def skip(image_id: str, why: Skip) -> None:
+        skipped.setdefault(why.reason, []).append(image_id)
+
+    counts: dict[str, int] = {}
+    for image_id, count, why in parallel(lambda i: read_count(source, i, classes), ids, workers, "metadata"):
+        if why:
+            skip(image_id, why)
+        else:
+            counts[image_id] = count
+    candidates = sorted(counts)
+    # Valid images go to one temporary array in id order; the split copies rows from it, so no split
+    # needs to be known before decoding and memory stays bounded.
+    staging = out / ".staging.npy"
+    images = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=(max(1, len(candidates)), *dataset.SHAPE))
+    valid: list[str] = []
+    for image_id, raw, why in parallel(lambda i: read_image(source, i), candidates, workers, "images"):
+        if why:
+            skip(image_id, why)
+        else:
+            images[len(valid)] = np.frombuffer(raw, dtype=np.uint8).reshape(dataset.SHAPE)
+            valid.append(image_id)
+    failed = len(skipped.get("download_failed", []))
+    if failed > MAX_DOWNLOAD_FAILURE_SHARE * len(ids):
+        staging.unlink()
+        raise PrepError(
+            f"{failed} of {len(ids)} downloads failed after {retries} attempts each: check network access to {source_uri} and run again"
+        )
+    if not valid:
+        staging.unlink()
+        raise PrepError(
+            f"none of the {len(ids)} ids has a readable photo with a count in {list(classes)}: see the skip reasons {sorted(skipped)}"
+        )
+
+    row_of = {image_id: row for row, image_id in enumerate(valid)}
+    assignment: dict[str, str] = {}
+    for count in classes:
+        assignment.update(split_of([i for i in valid if counts[i] == count]))
+    splits_summary = {}
+    for name, _ in SPLITS:
+        members = [i for i in valid if assignment[i] == name]  # id order: deterministic files
+        member_counts = [counts[i] for i in members]
+        write_channel(out / name, np.array([row_of[i] for i in members], dtype=np.int64), images, members, member_counts, classes)
+        per_class = Counter(member_counts)
+        splits_summary[name] = {"total": len(members), "per_class": {str(c): per_class.get(c, 0) for c in classes}}
+    del images
+    staging.unlink()
+
+    skipped_total = sum(len(v) for v in skipped.values())
+    summary = {
+        "source": source_uri,
+        "file_list": file_list,
+        "classes": list(classes),
+        "spec_version": preprocessing_spec.SPEC_VERSION,
+        "format": "images.npy (uint8 [N,224,224,3]) + labels.json per split",
+        "read": len(ids),
+        "written": len(valid),
+        "skipped": skipped_total,
+        "skipped_by_reason": {reason: len(v) for reason, v in sorted(skipped.items())},
+        "skipped_ids": {reason: sorted(v) for reason, v in sorted(skipped.items())},
+        "splits": splits_summary,
+        "duration_seconds": round(time.monotonic() - started, 1),
+    }
+    assert summary["read"] == summary["written"] + summary["skipped"], "counts must reconcile"
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _classes(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--classes {text!r} is invalid: expected comma-separated item counts like 1,2,3,4,5") from None
+    if len(values) < 2 or list(values) != sorted(set(values)) or values[0] < 0:
+        raise argparse.ArgumentTypeError(f"--classes {text!r} is invalid: expected at least two distinct counts >= 0 in increasing order")
+    return values
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    on_processing = Path("/opt/ml/processing").is_dir()
+    parser = argparse.ArgumentParser(description="Decode, check, preprocess and split bin photos into training channels.")
+    parser.add_argument(
+        "--source",
+        default=PROCESSING_SOURCE if on_processing else None,
+        required=not on_processing,
+        help="s3://bucket/prefix/ or a local folder",
+    )
+    parser.add_argument(
+        "--file-list", default=None, help="optional Udacity file_list.json choosing the ids (default: every id in the source)"
+    )
+    parser.add_argument("--classes", type=_classes, default=DEFAULT_CLASSES, help="comma-separated item counts to keep (default 1,2,3,4,5)")
+    parser.add_argument("--output", default=PROCESSING_OUTPUT if on_processing else None, required=not on_processing, help="output folder")
+    parser.add_argument("--workers", type=int, default=min(32, 4 * (os.cpu_count() or 1)), help="parallel downloads/decodes")
+    parser.add_argument("--retries", type=int, default=5, help="attempts per S3 request (standard retry mode)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.workers < 1 or args.retries < 1:
+        print("error: --workers and --retries must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        summary = prepare(args.source, args.output, args.classes, args.file_list, args.workers, args.retries)
+    except PrepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    splits = ", ".join(f"{name} {s['total']}" for name, s in summary["splits"].items())
+    print(f"read {summary['read']}, written {summary['written']} ({splits}), skipped {summary['skipped']} {summary['skipped_by_reason']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""Training entry point: SageMaker tuning trials, the final (multi-instance, spot) training job, local runs.
+
+    torchrun --nproc_per_node 2 train.py --train prepared/train --validation prepared/validation \
+        --test prepared/test --model-dir model/ --output-data-dir output/ --epochs 10
+
+Channels and dirs default to SageMaker's variables (SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION,
+SM_CHANNEL_TEST, SM_CHANNEL_PRETRAINED, SM_MODEL_DIR, SM_OUTPUT_DATA_DIR); hyperparameters are CLI flags
+(search_space.py uses the same names). Data-parallel through torchrun's RANK / WORLD_SIZE / LOCAL_RANK;
+checkpoints every epoch from rank 0 and resumes from the newest one; prints one METRICS line per epoch
+(metrics_format.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import dataset
+import engine
+import metrics_format
+import models
+import numpy as np
+import preprocessing_spec
+import scoring
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+logger = logging.getLogger("train")
+
+# Files the model dir's code/ folder needs to serve (inference.py and what it imports).
+SERVING_MODULES = ("inference.py", "models.py", "preprocessing_spec.py", "torchvision_compat.py")
+CHECKPOINT_PREFIX = "checkpoint-epoch"
+KEEP_CHECKPOINTS = 2  # the newest two: if a spot interruption cuts the last write, the previous one loads
+# Test hook: when set, every rank writes rank<r>.sha256 of its final weights into this folder.
+WEIGHTS_HASH_ENV = "INVMON_WEIGHTS_HASH_DIR"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description="Train a bin item-count classifier.")
+    # hyperparameters (search_space.py names)
+    parser.add_argument("--model", default="resnet34", choices=models.ARCHITECTURES, help="torchvision architecture")
+    parser.add_argument(
+        "--head", default="linear", choices=models.HEADS, help="linear, or classic (Linear 254 -> ReLU -> Linear 128 -> ReLU -> Linear)"
+    )
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per process per step")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs in total (a resumed run continues to this number)")
+    parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing (labels are noisy)")
+    parser.add_argument(
+        "--image-size", type=int, default=224, help="side the model downsamples its 224 px uint8 input to (smaller = faster)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="seed for weights, shuffling and augmentation")
+    parser.add_argument(
+        "--augment", default="on", choices=("on", "off"), help="count-preserving augmentation: flips, colour jitter, small shifts"
+    )
+    parser.add_argument("--amp", default="auto", choices=("auto", "on", "off"), help="mixed precision (auto = on when a GPU is used)")
+    parser.add_argument("--workers", type=int, default=2 if torch.cuda.is_available() else 0, help="DataLoader worker processes")
+    parser.add_argument("--pretrained-weights", default=None, help="local torchvision state_dict (.pth) to start from; never downloaded")
+    parser.add_argument(
+        "--stop-after-epochs", type=int, default=0, help="stop after this many epochs of this run, as a spot interruption would (tests)"
+    )
+    parser.add_argument(
+        "--model-version", default=env("TRAINING_JOB_NAME", ""), help="version string stored with the model (default: job name or time)"
+    )
+    # channels and dirs (SageMaker container contract)
+    parser.add_argument("--train", default=env("SM_CHANNEL_TRAIN"), help="training channel (prep.py split folder)")
+    parser.add_argument("--validation", default=env("SM_CHANNEL_VALIDATION"), help="validation channel")
+    parser.add_argument("--test", default=env("SM_CHANNEL_TEST"), help="optional test channel for the final evaluation report")
+    parser.add_argument("--pretrained", default=env("SM_CHANNEL_PRETRAINED"), help="optional channel holding <model>.pth ImageNet weights")
+    parser.add_argument("--model-dir", default=env("SM_MODEL_DIR", "model"), help="where the servable model dir is written")
+    parser.add_argument("--output-data-dir", default=env("SM_OUTPUT_DATA_DIR", "output"), help="evaluation.json and PNGs")
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=env("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"),
+        help="per-epoch checkpoints (synced to S3 on SageMaker)",
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = get_args_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # The SageMaker containers pass their own settings (sagemaker_program, sagemaker_region, ...) as
+    # hyperparameters; ignore those, but a misspelt flag of ours must not be silently dropped.
+    unexpected = [a for a in unknown if a.startswith("-") and not a.lstrip("-").startswith("sagemaker_")]
+    if unexpected:
+        parser.error(f"unknown argument(s) {' '.join(unexpected)}: see --help for the supported hyperparameters")
+    for name in ("lr", "batch_size", "epochs", "image_size"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 <= args.label_smoothing < 1 or args.weight_decay < 0:
+        parser.error("--label-smoothing must be in [0, 1) and --weight-decay >= 0")
+    if not args.train or not args.validation:
+        parser.error(
+            "the train and validation channels are required: pass --train/--validation or set SM_CHANNEL_TRAIN/SM_CHANNEL_VALIDATION"
+        )
+    return args
+
+
+# --- distributed --------------------------------------------------------------------------------------
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device) from torchrun's environment; one process without it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30))
+    return (dist.get_rank() if world > 1 else 0), world, device
+
+
+def seed_everything(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """Reseed every RNG from (seed, epoch, rank) at each epoch start. A resumed run therefore replays
+    exactly the randomness of an uninterrupted one, whatever the world size or which rank saved."""
+    derived = int(hashlib.sha256(f"{seed}:{epoch}:{rank}".encode()).hexdigest()[:15], 16)
+    random.seed(derived)
+    np.random.seed(derived % 2**32)
+    torch.manual_seed(derived)  # also seeds every CUDA device (dropout, stochastic depth)
+    return torch.Generator().manual_seed(derived)
+
+
+# --- augmentation -------------------------------------------------------------------------------------
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, image_size: int) -> torch.Tensor:
+    """Count-preserving augmentation of a uint8 NHWC batch -> float NHWC in 0..255 at image_size
+    (downsampled first, exactly as the model does, so that small-image training augments cheaply).
+
+    Horizontal/vertical flips, brightness/contrast/saturation jitter and shifts of at most 4 % of the
+    side (border pixels repeat): nothing is cropped away, so the item count stays true. Random numbers
+    come from `generator` on the CPU so that CPU and GPU runs draw the same augmentations.
+    """
+    n, device = images.shape[0], images.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(n, generator=generator)).to(device).view(n, 1, 1, 1)
+
+    x = models.to_model_size(images, image_size)
+    x = torch.where(uniform(0, 1) < 0.5, x.flip(3), x)
+    x = torch.where(uniform(0, 1) < 0.5, x.flip(2), x)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * uniform(0.75, 1.25) + mean
+    x = x * uniform(0.75, 1.25)
+    grey = x.mean(dim=1, keepdim=True)
+    x = (x - grey) * uniform(0.7, 1.3) + grey
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = (torch.rand(n, 2, generator=generator) * 2 - 1) * 0.08  # 0.08 in [-1, 1] coords = 4 %
+    grid = F.affine_grid(theta.to(device), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return x.clamp(0, 255).permute(0, 2, 3, 1)
+
+
+# --- checkpoints --------------------------------------------------------------------------------------
+
+
+def checkpoint_paths(folder: Path) -> list[Path]:
+    """Checkpoints in the folder, newest first."""
+    found = []
+    for path in folder.glob(f"{CHECKPOINT_PREFIX}*.pt"):
+        suffix = path.stem.removeprefix(CHECKPOINT_PREFIX)
+        if suffix.isdigit():
+            found.append((int(suffix), path))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def load_newest_checkpoint(folder: Path) -> dict[str, Any] | None:
+    for path in checkpoint_paths(folder):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            logger.info("resuming from %s (epoch %d done)", path, state["epoch"])
+            return state
+        except Exception as error:  # a write cut short by an interruption: fall back to the previous one
+            logger.warning("checkpoint %s is unreadable (%s); trying an older one", path, error)
+    return None
+
+
+def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{CHECKPOINT_PREFIX}{state['epoch']:04d}.pt"
+    partial = path.with_suffix(".tmp")
+    torch.save(state, partial)
+    os.replace(partial, path)  # atomic: a reader never sees half a file
+    for old in checkpoint_paths(folder)[KEEP_CHECKPOINTS:]:
+        old.unlink(missing_ok=True)
+
+
+# --- training -----------------------------------------------------------------------------------------
+
+
+def make_loader(split: dataset.Split, args: argparse.Namespace, rank: int, world: int) -> tuple[torch.utils.data.DataLoader, Any]:
+    sampler = torch.utils.data.DistributedSampler(range(len(split)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    # Drop a short last batch (BatchNorm cannot train on one image), unless it is the only batch.
+    per_rank = math.ceil(len(split) / world)
+    batches = torch.utils.data.BatchSampler(sampler, args.batch_size, drop_last=per_rank > args.batch_size)
+    loader = torch.utils.data.DataLoader(
+        dataset.BatchDataset(split), sampler=batches, batch_size=None, num_workers=args.workers, pin_memory=torch.cuda.is_available()
+    )
+    return loader, sampler
+
+
+def lr_lambda(total_steps: int):
+    warmup = max(1, total_steps // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    args: argparse.Namespace,
+    device: torch.device,
+    generator: torch.Generator,
+    amp_dtype: torch.dtype | None,
+    world: int,
+) -> dict[str, float]:
+    model.train()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, n
+    for images, targets in loader:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        inputs = augment(images, generator, args.image_size) if args.augment == "on" else images
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=args.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        sums += torch.stack(
+            [
+                loss.detach().double() * len(targets),
+                (logits.argmax(1) == targets).sum().double(),
+                torch.tensor(len(targets), device=device).double(),
+            ]
+        )
+    if world > 1:
+        dist.all_reduce(sums)
+    n = max(1.0, sums[2].item())
+    return {"train:loss": sums[0].item() / n, "train:accuracy": sums[1].item() / n}
+
+
+def pretrained_path(args: argparse.Namespace) -> str | None:
+    if args.pretrained_weights:
+        return args.pretrained_weights
+    if args.pretrained:
+        folder = Path(args.pretrained)
+        candidates = [folder / f"{args.model}.pth"] + sorted(folder.glob("*.pth"))
+        for candidate in candidates:
+            if candidate.is_file():
+                return str(candidate)
+        raise ValueError(f"the pretrained channel {folder} has no .pth file: add {args.model}.pth (a torchvision state_dict)")
+    return None
+
+
+def save_model_dir(model_dir: Path, net: torch.nn.Module, meta: dict[str, Any]) -> None:
+    """The servable layout (docs/contracts.md): model.pth + model_meta.json + code/."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), model_dir / "model.pth")
+    (model_dir / "model_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    code = model_dir / "code"
+    code.mkdir(exist_ok=True)
+    here = Path(__file__).resolve().parent
+    for name in SERVING_MODULES:
+        shutil.copy2(here / name, code / name)
+    # The inference DLC has torch, torchvision, numpy and Pillow: nothing to install at endpoint start.
+    (code / "requirements.txt").write_text("# inference.py needs only what the PyTorch inference container ships\n")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    rank, world, device = init_distributed()
+    on_gpu = device.type == "cuda"
+    use_amp = args.amp == "on" or (args.amp == "auto" and on_gpu)
+    amp_dtype = (torch.bfloat16 if not on_gpu or torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+    train_split = dataset.load_split(args.train)
+    classes = train_split.classes
+    validation_split = dataset.load_split(args.validation, classes)
+    test_split = dataset.load_split(args.test, classes) if args.test else None
+    if rank == 0:
+        logger.info(
+            "world %d on %s; train %d, validation %d, test %d images; classes %s",
+            world,
+            device,
+            len(train_split),
+            len(validation_split),
+            len(test_split or []),
+            classes,
+        )
+
+    torch.manual_seed(args.seed)  # identical initial weights on every rank
+    net = models.build_model(args.model, len(classes), args.head, args.image_size, pretrained_path(args)).to(device)
+    if on_gpu:
+        net = net.to(memory_format=torch.channels_last)
+    model = DistributedDataParallel(net, device_ids=[device.index] if on_gpu else None) if world > 1 else net
+    loader, sampler = make_loader(train_split, args, rank, world)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(args.epochs * len(loader)))
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    checkpoint_dir = Path(args.checkpoint_dir)
+    state = load_newest_checkpoint(checkpoint_dir) if rank == 0 else None
+    if world > 1:  # rank 0 reads, everyone gets the same state (other nodes may not share the folder)
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    start_epoch, history = 1, []
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+
+    for ran, epoch in enumerate(range(start_epoch, args.epochs + 1), start=1):
+        started = time.monotonic()
+        generator = seed_everything(args.seed, epoch, rank)
+        sampler.set_epoch(epoch)
+        metrics: dict[str, float] = {"epoch": epoch}
+        metrics.update(train_one_epoch(model, loader, optimizer, scheduler, scaler, args, device, generator, amp_dtype, world))
+        matrix, loss, sq_error = engine.evaluate(net, validation_split, args.batch_size, device, rank, world, amp_dtype)
+        metrics.update(engine.summarise(matrix, classes, loss, sq_error))
+        metrics["epoch_seconds"] = time.monotonic() - started
+        history.append(metrics)
+        if rank == 0:
+            print(metrics_format.format_metrics(metrics), flush=True)
+            checkpoint = {
+                "epoch": epoch,
+                "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "history": history,
+            }
+            if scaler is not None:
+                checkpoint["scaler"] = scaler.state_dict()
+            save_checkpoint(checkpoint_dir, checkpoint)
+        if args.stop_after_epochs and ran >= args.stop_after_epochs and epoch < args.epochs:
+            logger.info("stopping after %d epoch(s) as asked (--stop-after-epochs); run again to resume", ran)
+            return None
+
+    final_split, final_name = (test_split, "test") if test_split is not None else (validation_split, "validation")
+    matrix, _, sq_error = engine.evaluate(net, final_split, args.batch_size, device, rank, world, amp_dtype)
+    version = args.model_version or datetime.datetime.now(datetime.timezone.utc).strftime("local-%Y%m%d-%H%M%S")  # noqa: UP017 (py310 DLCs lack datetime.UTC)
+    train_counts = np.bincount(train_split.targets, minlength=len(classes))
+    majority = float((final_split.targets == int(train_counts.argmax())).mean())  # always guess train's commonest class
+    report = scoring.report(matrix, classes, expected_sq_error=sq_error, model_version=version, majority_baseline=majority)
+    report["split"] = final_name
+    if os.environ.get(WEIGHTS_HASH_ENV):
+        digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in net.state_dict().values())).hexdigest()
+        Path(os.environ[WEIGHTS_HASH_ENV], f"rank{rank}.sha256").write_text(digest)
+    if rank == 0:
+        meta = {
+            "architecture": args.model,
+            "head": args.head,
+            "image_size": args.image_size,
+            "classes": classes,
+            "spec_version": preprocessing_spec.SPEC_VERSION,
+            "model_version": version,
+            "metrics": {k: report[k] for k in ("accuracy", "rmse", "rmse_expected", "off_by_one", "majority_baseline", "n")}
+            | {"split": final_name},
+            "train_class_counts": {str(c): int(n) for c, n in zip(classes, train_counts, strict=True)},
+            "hyperparameters": {
+                k: v
+                for k, v in vars(args).items()
+                if k in ("lr", "batch_size", "epochs", "weight_decay", "label_smoothing", "seed", "augment")
+            },
+            "history": history,
+        }
+        save_model_dir(Path(args.model_dir), net, meta)
+        scoring.write_report(report, args.output_data_dir, history)
+        logger.info(
+            "%s accuracy %.4f, rmse %.3f, off-by-one %.3f (majority baseline %.4f)",
+            final_name,
+            report["accuracy"],
+            report["rmse"],
+            report["off_by_one"],
+            majority,
+        )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    args = parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    try:
+        run(args)
+    except (dataset.DataError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    if dist.is_available() and dist.is_initialized():
+        # Leaving a multi-node run through interpreter shutdown aborts now and then and leaves the peer
+        # waiting 300 s (DESIGN.md); tear down explicitly and exit without running finalizers.
+        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
