@@ -36,6 +36,12 @@ def add_source_paths() -> None:
     paths.add_lambda()
 
 
+def quick_results() -> None:
+    """--quick runs are smoke tests: their figures go to bench/results/tmp/quick/, never over the quoted ones."""
+    global RESULTS_DIR
+    RESULTS_DIR = SCRATCH_DIR / "quick"
+
+
 def abid_available() -> bool:
     return (ABID_DIR / "bin-images").is_dir() and (ABID_DIR / "index.csv").is_file()
 
@@ -50,6 +56,27 @@ def median_ms(fn: Callable[[], Any], *, repeats: int, warmup: int = 1) -> float:
         fn()
         times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
+
+
+def interleaved_median_ms(fns: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 1) -> dict[str, dict[str, float]]:
+    """Median wall and CPU time (ms) of each callable, timed in turns: repeat r calls every callable once, in
+    an order rotated by r. On a machine shared with other work, load then hits every variant alike, so the
+    ratios between them stay meaningful even when the absolute figures swing. CPU time (this process, all
+    threads) barely moves with other processes' load: with one thread it is close to the idle-machine time.
+    -> {name: {"wall_ms": ..., "cpu_ms": ...}}"""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fns[name]()
+            cpu[name].append((time.process_time() - start_cpu) * 1000.0)
+            wall[name].append((time.perf_counter() - start) * 1000.0)
+    return {name: {"wall_ms": statistics.median(wall[name]), "cpu_ms": statistics.median(cpu[name])} for name in names}
 
 
 def machine() -> dict[str, Any]:
@@ -103,3 +130,8 @@ def _fmt(value: Any) -> str:
 def command_line(module: str, argv: list[str] | None) -> str:
     args = sys.argv[1:] if argv is None else argv
     return " ".join([".venv/bin/python", "-m", module, *args])
+
+
+def display(path: Path) -> str:
+    """A path relative to the project when it is inside it (shorter output), else absolute."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)

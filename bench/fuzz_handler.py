@@ -62,7 +62,7 @@ def _encoded(fmt: str, width: int, height: int, seed: int) -> bytes:
     return out.getvalue()
 
 
-def _png_bomb_header(width: int, height: int) -> bytes:
+def png_bomb_header(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims width x height, with a tiny (or absent) IDAT: the classic bomb shape."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -72,7 +72,7 @@ def _png_bomb_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
-def _jpeg_with_dimensions(width: int, height: int) -> bytes:
+def jpeg_with_dimensions(width: int, height: int) -> bytes:
     """A real small JPEG whose SOF0 header is rewritten to claim other dimensions."""
     data = bytearray(_encoded("JPEG", 16, 16, 1))
     sof = data.find(b"\xff\xc0")
@@ -88,9 +88,9 @@ def photos(draw: st.DrawFn) -> bytes:
     if kind == "empty":
         return b""
     if kind == "png_bomb":
-        return _png_bomb_header(draw(st.integers(1, 2**31 - 1)), draw(st.integers(1, 2**31 - 1)))
+        return png_bomb_header(draw(st.integers(1, 2**31 - 1)), draw(st.integers(1, 2**31 - 1)))
     if kind == "jpeg_dims":
-        return _jpeg_with_dimensions(draw(st.integers(0, 65535)), draw(st.integers(0, 65535)))
+        return jpeg_with_dimensions(draw(st.integers(0, 65535)), draw(st.integers(0, 65535)))
     fmt = draw(st.sampled_from(["JPEG", "PNG"]))
     data = _encoded(fmt, draw(st.integers(1, 300)), draw(st.integers(1, 300)), draw(st.integers(0, 255)))
     if kind == "truncated":

@@ -9,13 +9,15 @@ their values), fed the wire format: uint8 [N, 224, 224, 3]. Variants:
 - channels_last: weights converted with .to(memory_format=torch.channels_last); the input permute in
   CountingModel already gives a channels_last view, so this removes layout conversions inside conv layers.
 - torchscript: torch.jit.trace + torch.jit.freeze (folds BatchNorm into convs, inlines constants).
-- compile: torch.compile(mode="max-autotune-no-cudagraphs" is not used: default mode); opt-in only, its
-  first call compiles for minutes on two cores.
+- compile: torch.compile(model) in its default mode; opt-in only (--variants ...,compile): its first call
+  compiles for minutes on two cores.
 - onnxruntime: torch.onnx.export (TorchScript exporter, opset 18, dynamic batch) run by onnxruntime's CPU
   provider with the same thread count; skipped with a note when onnxruntime is not installed.
 Every variant's logits are compared with eager's on the same batch (max absolute difference), so a faster
-path is only a candidate when it gives the same outputs. Figures: median of --repeats timed calls after
-warm-up; img/s = batch / median seconds.
+path is only a candidate when it gives the same outputs. Timing: the variants of one model are called in
+turns (bench.common.interleaved_median_ms), median of --repeats calls after warm-up; img/s = batch / median
+seconds. The *_cpu_* columns use the process's CPU time instead of the wall clock: with --threads 1 they
+are close to what an idle core gives, whatever else the shared machine is doing.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ from bench import common
 VARIANTS = ("eager", "channels_last", "torchscript", "compile", "onnxruntime")
 DEFAULT_VARIANTS = ("eager", "channels_last", "torchscript", "onnxruntime")
 BATCHES = (1, 16)
+COLUMNS = [
+    "model",
+    "variant",
+    "batch1_ms",
+    "batch1_cpu_ms",
+    "batch16_img_s",
+    "batch16_cpu_img_s",
+    "batch1_speedup",
+    "max_abs_diff_vs_eager",
+]
 
 
 def _runner(variant: str, model, example, threads: int, scratch: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -56,6 +68,7 @@ def _runner(variant: str, model, example, threads: int, scratch: Path) -> Callab
     if variant == "onnxruntime":
         import onnxruntime as ort
 
+        scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / "model.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -101,45 +114,52 @@ def calibrated_model(architecture: str, image_size: int, seed: int = 0):
 
 
 def measure_model(architecture: str, variants: list[str], threads: int, repeats: int, image_size: int) -> list[dict]:
+    """Build every variant from the same weights, check its outputs against eager, then time them in turns."""
     import copy
 
     import torch
 
     rng = np.random.default_rng(0)
     batches = {n: rng.integers(0, 256, size=(n, 224, 224, 3), dtype=np.uint8) for n in BATCHES}
-    rows = []
-    reference: dict[int, np.ndarray] = {}
     base = calibrated_model(architecture, image_size)
-    for variant in variants:
-        model = copy.deepcopy(base)  # same weights for every variant, so outputs are comparable
-        with torch.inference_mode(), tempfile.TemporaryDirectory() as scratch:
+    rows: dict[str, dict] = {}
+    runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    reference: dict[int, np.ndarray] = {}
+    with torch.inference_mode(), tempfile.TemporaryDirectory() as scratch:
+        for variant in variants:
             try:
-                run = _runner(variant, model, torch.from_numpy(batches[1]), threads, Path(scratch))
+                # A deep copy each: same weights for every variant, so outputs are comparable.
+                run = _runner(variant, copy.deepcopy(base), torch.from_numpy(batches[1]), threads, Path(scratch) / variant)
             except ImportError as error:
                 print(f"note: {variant} skipped ({error}); install it with the pin in requirements-dev.txt")
                 continue
-            row: dict = {"model": architecture, "variant": variant, "image_size": image_size, "threads": threads}
+            row: dict = {
+                "model": architecture,
+                "variant": variant,
+                "image_size": image_size,
+                "threads": threads,
+                "max_abs_diff_vs_eager": 0.0,
+            }
             for n, batch in batches.items():
                 out = run(batch)
                 if not np.isfinite(out).all():
                     raise common.BenchError(f"{architecture} {variant} produced non-finite logits: the figures would be meaningless")
-                if variant == "eager":
-                    reference[n] = out
-                row["max_abs_diff_vs_eager"] = max(row.get("max_abs_diff_vs_eager", 0.0), float(np.abs(out - reference[n]).max()))
-                # Batch 16 costs 16x more per call: fewer repeats keep the run cheap, still a median of 5+.
-                ms = common.median_ms(
-                    lambda batch=batch, run=run: run(batch), repeats=repeats if n == 1 else max(5, repeats // 2), warmup=2
-                )
+                reference.setdefault(n, out)  # eager comes first
+                row["max_abs_diff_vs_eager"] = max(row["max_abs_diff_vs_eager"], float(np.abs(out - reference[n]).max()))
+            runners[variant], rows[variant] = run, row
+        for n, batch in batches.items():
+            # Batch 16 costs 16x more per call: fewer repeats keep the run cheap, still a median of 5+.
+            calls = {v: (lambda run=run, batch=batch: run(batch)) for v, run in runners.items()}
+            medians = common.interleaved_median_ms(calls, repeats=repeats if n == 1 else max(5, repeats // 2), warmup=1)
+            for variant, ms in medians.items():
                 if n == 1:
-                    row["batch1_ms"] = ms
+                    rows[variant]["batch1_ms"], rows[variant]["batch1_cpu_ms"] = ms["wall_ms"], ms["cpu_ms"]
                 else:
-                    row[f"batch{n}_img_s"] = n / (ms / 1000.0)
-            rows.append(row)
-    eager = next((r for r in rows if r["variant"] == "eager"), None)
-    for row in rows:
-        if eager is not None:
-            row["batch1_speedup"] = eager["batch1_ms"] / row["batch1_ms"]
-    return rows
+                    rows[variant][f"batch{n}_img_s"] = n / (ms["wall_ms"] / 1000.0)
+                    rows[variant][f"batch{n}_cpu_img_s"] = n / (ms["cpu_ms"] / 1000.0)
+    for row in rows.values():
+        row["batch1_speedup"] = rows["eager"]["batch1_ms"] / row["batch1_ms"]
+    return list(rows.values())
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -158,6 +178,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.quick:
+        common.quick_results()
     common.add_source_paths()
     import models
     import torch
@@ -182,11 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         rows += measure_model(name, variants, args.threads, repeats, args.image_size)
-        common.print_table(
-            rows[-len(variants) :], ["model", "variant", "batch1_ms", "batch16_img_s", "batch1_speedup", "max_abs_diff_vs_eager"]
-        )
+        common.print_table(rows[-len(variants) :], COLUMNS)
     path = common.write_result("model_latency", common.command_line("bench.model_latency", argv), rows, {"repeats": repeats})
-    print(f"wrote {path.relative_to(common.ROOT)}")
+    print(f"wrote {common.display(path)}")
     return 0
 
 

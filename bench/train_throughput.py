@@ -101,6 +101,7 @@ class Counted:
 def run(args: argparse.Namespace) -> list[dict]:
     import dataset
     import models
+    import numpy as np
     import torch
     import train
     from torch.nn.parallel import DistributedDataParallel
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     if args.data_path == "gpu-resident":
         if device.type != "cuda":
             raise common.BenchError("--data-path gpu-resident needs --device cuda")
-        resident = (torch.from_numpy(split.images[:]).to(device), torch.from_numpy(split.targets).to(device))
+        # One copy into RAM (the memory map is read-only), then into GPU memory: fine for this dataset's size.
+        resident = (torch.from_numpy(np.array(split.images)).to(device), torch.from_numpy(split.targets).to(device))
     rows = []
     for entry in args.models.split(","):
         architecture, image_size = parse_model(entry.strip())
@@ -204,7 +206,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", type=Path, default=None, help="prep.py output folder (default: real photos if prepared, else synthetic)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (default: OMP_NUM_THREADS, else 2)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (train.py uses 0 on CPU)")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default as train.py: 2 on cuda, 0 on cpu)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the rows here (used by bench/train_scaling.py)")
     parser.add_argument("--quick", action="store_true", help="mobilenet_v3_small@128 only, 3 steps x 2 rounds")
     return parser
@@ -212,6 +214,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.quick:
+        common.quick_results()
+    if args.workers is None:
+        args.workers = 2 if args.device == "cuda" else 0
     if min(args.batch_size, args.steps, args.rounds) < 1 or args.threads < 0 or args.workers < 0:
         print("error: --batch-size, --steps and --rounds must be at least 1; --threads and --workers at least 0", file=sys.stderr)
         return 2
@@ -239,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         name = "train_throughput" if args.device == "cpu" else "train_throughput_gpu"
         if int(os.environ.get("WORLD_SIZE", "1")) == 1:
             path = common.write_result(name, common.command_line("bench.train_throughput", argv), rows)
-            print(f"wrote {path.relative_to(common.ROOT)}")
+            print(f"wrote {common.display(path)}")
     return 0
 
 

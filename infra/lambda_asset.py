@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ def vendor_dependencies(requirements: Path = REQUIREMENTS, cache: Path = CACHE) 
     if (target / ".complete").is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="vendor-", dir=cache))
+    staging = Path(tempfile.mkdtemp(prefix="tmp-vendor-", dir=cache))
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
         "--only-binary=:all:", "--platform", PIP_PLATFORM, "--python-version", PYTHON_VERSION, "--implementation", "cp",
@@ -100,7 +101,7 @@ def build_asset(cache: Path = CACHE) -> Path:
     target = cache / f"asset-{key}"
     if (target / ".complete").is_file():
         return target
-    staging = Path(tempfile.mkdtemp(prefix="asset-", dir=cache))
+    staging = Path(tempfile.mkdtemp(prefix="tmp-asset-", dir=cache))
     shutil.copytree(vendor, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
     for path in sources:
         destination = staging / path.relative_to(LAMBDA_SOURCE)
@@ -118,4 +119,13 @@ def build_asset(cache: Path = CACHE) -> Path:
         os.replace(staging, target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
+    _remove_stale(cache, keep=target)
     return target
+
+
+def _remove_stale(cache: Path, keep: Path, older_than_s: float = 3600) -> None:
+    """Drop asset folders of earlier source versions (an hour old: a parallel synth may still read a newer one)."""
+    now = time.time()
+    for folder in cache.glob("asset-*"):
+        if folder != keep and now - folder.stat().st_mtime > older_than_s:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -26,7 +26,8 @@ SERVICE_NAME = "count-api"
 METRICS_NAMESPACE = "InventoryMonitor"
 # API Gateway's integration limit is 29 s: the function (and its endpoint call) must end before it.
 FUNCTION_TIMEOUT = Duration.seconds(28)
-INVOKE_TIMEOUT_SECONDS = 20
+INVOKE_TIMEOUT_SECONDS = 12  # per attempt: 2 attempts (24 s) end before the function's 28 s
+INVOKE_MAX_ATTEMPTS = 2
 
 # Gateway responses in the handler's error shape, so every error a client sees is {"error": {...}}.
 GATEWAY_ERRORS = {
@@ -116,6 +117,7 @@ class ServingStack(Stack):
                 "MAX_IMAGES_PER_REQUEST": str(config.max_images_per_request),
                 "REVIEW_CONFIDENCE_THRESHOLD": str(config.review_confidence_threshold),
                 "INVOKE_TIMEOUT_SECONDS": str(INVOKE_TIMEOUT_SECONDS),
+                "INVOKE_MAX_ATTEMPTS": str(INVOKE_MAX_ATTEMPTS),
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",

@@ -39,7 +39,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument("--bins", type=int, default=1500, help="number of synthetic bins to generate when no --source is given")
     data.add_argument("--max-images", type=int, default=0, help="use at most this many photos from --source (0: all)")
     tune = parser.add_argument_group("tune and train")
-    tune.add_argument("--trials", type=int, default=3, help="tuning trials (train.py runs, one after another)")
+    tune.add_argument("--trials", type=int, default=4, help="tuning trials (train.py runs)")
+    tune.add_argument("--parallel-trials", type=int, default=2, help="trials run at once, one torch thread each (2 suits 2 cores)")
     tune.add_argument(
         "--space", choices=("demo", "full"), default="demo", help="search space: the CPU-sized demo space or the SageMaker one"
     )
@@ -74,6 +75,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "bins": args.bins,
         "max_images": args.max_images,
         "trials": args.trials,
+        "parallel_trials": args.parallel_trials,
         "space": args.space,
         "fixed": args.fixed,
         "nodes": args.nodes,
@@ -87,7 +89,14 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _check_numbers(options: dict[str, Any]) -> None:
     from local_mode.runner import UsageError
 
-    for flag, minimum in (("bins", 20), ("trials", 1), ("nproc_per_node", 1), ("count_images", 1), ("max_images", 0)):
+    for flag, minimum in (
+        ("bins", 20),
+        ("trials", 1),
+        ("parallel_trials", 1),
+        ("nproc_per_node", 1),
+        ("count_images", 1),
+        ("max_images", 0),
+    ):
         if options[flag] < minimum:
             raise UsageError(f"--{flag.replace('_', '-')} {options[flag]} is invalid: expected a whole number of at least {minimum}")
     for item in options["fixed"]:
@@ -157,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Run {run_id}: {run_dir}")
+    waiting = False  # True once every step is done and --keep-serving is only waiting for Ctrl-C
     ctx = RunContext(run_id=run_id, run_dir=run_dir, options={**options, "settings": settings})
     try:
         with sigterm_as_interrupt(), ctx.cleanups:
@@ -164,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = write_summary(ctx, markers, wall_s=time.monotonic() - started)
             print_summary(summary, keep_serving=args.keep_serving)
             if args.keep_serving:
+                waiting = True
                 _wait_until_interrupted(print)
     except UsageError as error:
         print(f"\nerror: {error}", file=sys.stderr)
@@ -172,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'\nerror: {error}\nFix the cause, then finish the run with: make demo ARGS="--resume {run_id}"', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        if args.keep_serving and (run_dir / "summary.json").is_file():
+        if waiting:
             print("\nStopped serving.")
             return 0
         print(f'\nInterrupted. Finished steps are kept; finish the run with: make demo ARGS="--resume {run_id}"', file=sys.stderr)

@@ -44,7 +44,8 @@ def decide(
     if mode not in DEPLOY_MODES:
         raise ValueError(f"deploy mode {mode!r} is invalid: expected one of {', '.join(DEPLOY_MODES)}")
     accuracy = _fraction("accuracy", accuracy)
-    threshold = _fraction("majority_baseline", majority_baseline) + _fraction("margin", margin)
+    # Rounded as infra/pipeline/container/pipeline_gate.py rounds `required_accuracy`, so both gates agree at the edge.
+    threshold = round(_fraction("majority_baseline", majority_baseline) + _fraction("margin", margin), 6)
     if serving_accuracy is not None:
         serving_accuracy = _fraction("serving_accuracy", serving_accuracy)
 

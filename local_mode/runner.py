@@ -15,8 +15,8 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -160,6 +160,19 @@ def stop_process_group(process: subprocess.Popen, grace: float = STOP_GRACE_SECO
             continue
 
 
+# Children started by run_logged and still running: what stop_all_children() stops (from any thread).
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_all_children(grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop every running child of run_logged (parallel trials, torchrun nodes) when one thread is interrupted."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for process in live:
+        stop_process_group(process, grace)
+
+
 def run_logged(
     command: Sequence[str],
     log_path: Path,
@@ -169,7 +182,6 @@ def run_logged(
     on_line: Callable[[str], None] | None = None,
     what: str = "command",
     stderr_to_terminal: bool = False,
-    started: Callable[[subprocess.Popen], None] | None = None,
 ) -> None:
     """Run a child in its own process group, its output to log_path (and on_line), and raise StepFailed on failure.
 
@@ -178,7 +190,7 @@ def run_logged(
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=15)
-    with log_path.open("w") as log:
+    with log_path.open("w", buffering=1) as log:  # line-buffered: `tail -f` follows a running child
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
         process = subprocess.Popen(
@@ -192,9 +204,9 @@ def run_logged(
             bufsize=1,
             start_new_session=True,
         )
+        with _LIVE_LOCK:
+            _LIVE.add(process)
         try:
-            if started is not None:
-                started(process)
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
@@ -206,11 +218,45 @@ def run_logged(
             stop_process_group(process)
             raise
         finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(process)
             log.flush()
     if process.returncode != 0:
         last = "\n    ".join(tail)
         raise StepFailed(f"{what} exited with code {process.returncode}; full log: {log_path}\n  last lines:\n    {last}")
 
 
-def python_command() -> list[str]:
-    return [sys.executable]
+def run_parallel(
+    jobs: Sequence[Callable[[], Any]], *, stop_others_on_error: bool = False, on_interrupt: Callable[[], None] | None = None
+) -> list[Any]:
+    """Run each job in a thread; return their results (an exception object for a job that raised).
+
+    The main thread waits in short slices so that Ctrl-C reaches it; it then stops every child and
+    re-raises. With stop_others_on_error (torchrun nodes), one failing job stops the others' children,
+    so that no peer waits for a rendezvous that will never come.
+    """
+    results: list[Any] = [None] * len(jobs)
+
+    def work(index: int) -> None:
+        try:
+            results[index] = jobs[index]()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller as a result
+            results[index] = error
+            if stop_others_on_error:
+                stop_all_children(grace=2.0)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
+    except BaseException:
+        if on_interrupt is not None:
+            on_interrupt()  # e.g. tell workers to start nothing new
+        stop_all_children()
+        for thread in threads:
+            thread.join(timeout=STOP_GRACE_SECONDS + 5)
+        raise
+    return results

@@ -10,6 +10,7 @@ LocalStack with .api_url, .api_key, .endpoint_url and .close().
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -167,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             review_threshold=args.review_threshold,
         )
     except OSError as error:
-        print(f"error: cannot listen on {args.host}:{args.port} ({error.strerror}): pick another --port, or --port 0", file=sys.stderr)
+        if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            print(f"error: cannot listen on {args.host}:{args.port} ({error.strerror}): pick another --port, or --port 0", file=sys.stderr)
+        else:
+            print(f"error: cannot read the model in {model_dir}: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, KeyError) as error:  # inference.model_fn refusing the model dir
+        print(f"error: cannot load the model in {model_dir}: {error}. Train it again (make demo)", file=sys.stderr)
         return 2
     print(f"Count API:  {stack.api_url}/v1/count   (health: {stack.api_url}/v1/health)")
     print(f"API key:    {stack.api_key}")

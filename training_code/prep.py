@@ -244,7 +244,7 @@ def prepare(
     if failed > MAX_DOWNLOAD_FAILURE_SHARE * len(ids):
         staging.unlink()
         raise PrepError(
-            f"{failed} of {len(ids)} downloads failed after {retries} attempts each: check network access to {source_uri} and run again"
+            f"{failed} of {len(ids)} downloads failed after {retries} retries each: check network access to {source_uri} and run again"
         )
     if not valid:
         staging.unlink()
@@ -311,7 +311,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=_classes, default=DEFAULT_CLASSES, help="comma-separated item counts to keep (default 1,2,3,4,5)")
     parser.add_argument("--output", default=PROCESSING_OUTPUT if on_processing else None, required=not on_processing, help="output folder")
     parser.add_argument("--workers", type=int, default=min(32, 4 * (os.cpu_count() or 1)), help="parallel downloads/decodes")
-    parser.add_argument("--retries", type=int, default=5, help="attempts per S3 request (standard retry mode)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        help="retries per S3 request after the first attempt (botocore standard mode: backoff on throttling, 5xx, connection errors)",
+    )
     return parser
 
 

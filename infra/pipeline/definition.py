@@ -25,10 +25,20 @@ from infra.storage_stack import CHECKPOINTS_PREFIX, RUNS_PREFIX
 
 C = sfn.Condition
 # Errors that clear by themselves: retried with backoff. Everything else goes to the failure path.
-TRANSIENT_ERRORS = ["SageMaker.ThrottlingException", "ThrottlingException", "SageMaker.InternalFailure", "ApplicationAutoScaling.ConcurrentUpdateException"]
+TRANSIENT_ERRORS = [
+    "SageMaker.ThrottlingException",
+    "ThrottlingException",
+    "SageMaker.InternalFailure",
+    "ApplicationAutoScaling.ConcurrentUpdateException",
+]
 # DescribeEndpoint on an absent endpoint answers ValidationException ("Could not find endpoint");
 # the aws-sdk integration names it after the service. Anything else is a real failure.
-ENDPOINT_ABSENT_ERRORS = ["SageMaker.ValidationException", "SageMaker.ResourceNotFoundException", "SageMaker.AmazonSageMakerException", "SageMaker.SageMakerException"]
+ENDPOINT_ABSENT_ERRORS = [
+    "SageMaker.ValidationException",
+    "SageMaker.ResourceNotFoundException",
+    "SageMaker.AmazonSageMakerException",
+    "SageMaker.SageMakerException",
+]
 SERVING_RECORD_ABSENT_ERRORS = ["S3.NoSuchKeyException"]
 
 
@@ -72,6 +82,22 @@ class PipelineDefinition(Construct):
             "Merge input over defaults",
             parameters={"settings.$": "States.JsonMerge($.defaults, $.input, false)", "fixed.$": "$.fixed"},
         )
+        # Choice rules cannot tell 2 from 2.5; the JSON text of the counts can.
+        counts_as_text = sfn.Pass(
+            self,
+            "Write counts as text",
+            parameters={
+                "text.$": "States.JsonToString(States.Array($.settings.trainingInstanceCount, $.settings.tuningMaxJobs, $.settings.tuningMaxParallelJobs))"
+            },
+            result_path="$.counts",
+        )
+        check_whole = sfn.Choice(self, "Check counts are whole numbers")
+        not_whole = sfn.Fail(
+            self,
+            "Input rejected: whole numbers",
+            error="InvalidExecutionInput",
+            cause='input fields "trainingInstanceCount", "tuningMaxJobs" and "tuningMaxParallelJobs" must be whole numbers such as 2, not 2.5',
+        )
         check_budget = sfn.Choice(self, "Check tuning budget")
         budget_rejected = sfn.Fail(
             self,
@@ -91,10 +117,19 @@ class PipelineDefinition(Construct):
 
         # --- Prepare, Tune, Train -------------------------------------------------------------------------
         prepare = self._task(
-            "Prepare", "sagemaker:createProcessingJob.sync", params.prepare_job(s), result_selector={"job.$": "$.ProcessingJobName"}, result_path="$.prepare"
+            "Prepare",
+            "sagemaker:createProcessingJob.sync",
+            params.prepare_job(s),
+            result_selector={"job.$": "$.ProcessingJobName"},
+            result_path="$.prepare",
         )
         tuning_wanted = sfn.Choice(self, "Hyperparameters given?")
-        use_given = sfn.Pass(self, "Use given hyperparameters", parameters={"values.$": "$.settings.hyperparameters", "source": "input"}, result_path="$.chosen")
+        use_given = sfn.Pass(
+            self,
+            "Use given hyperparameters",
+            parameters={"values.$": "$.settings.hyperparameters", "source": "input"},
+            result_path="$.chosen",
+        )
         tune = self._task(
             "Tune",
             "sagemaker:createHyperParameterTuningJob.sync",
@@ -107,12 +142,19 @@ class PipelineDefinition(Construct):
             },
             result_path="$.tuning",
         )
-        use_best = sfn.Pass(self, "Use best hyperparameters", parameters={"values.$": "$.tuning.hyperparameters", "source.$": "$.tuning.job"}, result_path="$.chosen")
+        use_best = sfn.Pass(
+            self,
+            "Use best hyperparameters",
+            parameters={"values.$": "$.tuning.hyperparameters", "source.$": "$.tuning.job"},
+            result_path="$.chosen",
+        )
         merge_hp = sfn.Pass(
             self,
             "Merge hyperparameters",
             # static < chosen (given or tuned) < the container's sagemaker_* settings
-            parameters={"values.$": "States.JsonMerge(States.JsonMerge($.fixed.staticHp, $.chosen.values, false), $.fixed.sagemakerHp, false)"},
+            parameters={
+                "values.$": "States.JsonMerge(States.JsonMerge($.fixed.staticHp, $.chosen.values, false), $.fixed.sagemakerHp, false)"
+            },
             result_path="$.trainHp",
         )
         train = self._task(
@@ -125,12 +167,25 @@ class PipelineDefinition(Construct):
 
         # --- Evaluate and gate ----------------------------------------------------------------------------
         evaluate = self._task(
-            "Evaluate", "sagemaker:createProcessingJob.sync", params.evaluate_job(s), result_selector={"job.$": "$.ProcessingJobName"}, result_path="$.evaluate"
+            "Evaluate",
+            "sagemaker:createProcessingJob.sync",
+            params.evaluate_job(s),
+            result_selector={"job.$": "$.ProcessingJobName"},
+            result_path="$.evaluate",
         )
-        read_evaluation = self._read_json("Read evaluation", {"Key.$": f"States.Format('{RUNS_PREFIX}{{}}/evaluate/evaluation.json', $.run.id)"}, "$.evaluation", "report")
-        read_gate = self._read_json("Read gate numbers", {"Key.$": f"States.Format('{RUNS_PREFIX}{{}}/evaluate/gate.json', $.run.id)"}, "$.gate", "numbers")
+        read_evaluation = self._read_json(
+            "Read evaluation", {"Key.$": f"States.Format('{RUNS_PREFIX}{{}}/evaluate/evaluation.json', $.run.id)"}, "$.evaluation", "report"
+        )
+        read_gate = self._read_json(
+            "Read gate numbers", {"Key.$": f"States.Format('{RUNS_PREFIX}{{}}/evaluate/gate.json', $.run.id)"}, "$.gate", "numbers"
+        )
         read_serving = self._read_json("Read serving record", {"Key": SERVING_RECORD_KEY}, "$.serving", "record", catch=False)
-        no_serving = sfn.Pass(self, "No model serving yet", result=sfn.Result.from_object({"present": False, "record": {"accuracy": 0}}), result_path="$.serving")
+        no_serving = sfn.Pass(
+            self,
+            "No model serving yet",
+            result=sfn.Result.from_object({"present": False, "record": {"accuracy": 0}}),
+            result_path="$.serving",
+        )
         read_serving.add_catch(no_serving, errors=SERVING_RECORD_ABSENT_ERRORS, result_path="$.servingError")
         self._catch(read_serving, "Read serving record")
         check_record = sfn.Choice(self, "Serving record readable?")
@@ -145,7 +200,8 @@ class PipelineDefinition(Construct):
             "States.Format('accuracy {} is below the majority-class baseline {} + margin {} = {}', $.gate.numbers.accuracy, $.gate.numbers.majority_baseline, $.gate.numbers.margin, $.gate.numbers.required_accuracy)",
         )
         refuse_serving = self._refusal(
-            "Refused: below serving model", "States.Format('accuracy {} is below the serving model accuracy {}', $.gate.numbers.accuracy, $.serving.record.accuracy)"
+            "Refused: below serving model",
+            "States.Format('accuracy {} is below the serving model accuracy {}', $.gate.numbers.accuracy, $.serving.record.accuracy)",
         )
         notify_refusal = self._task(
             "Notify refusal",
@@ -160,7 +216,13 @@ class PipelineDefinition(Construct):
         kept = sfn.Succeed(self, "Kept the serving model")
 
         # --- Deploy -----------------------------------------------------------------------------------------
-        create_model = self._task("Create model", "sagemaker:createModel", params.model(s), result_selector={"arn.$": "$.ModelArn"}, result_path="$.deployed.model")
+        create_model = self._task(
+            "Create model",
+            "sagemaker:createModel",
+            params.model(s),
+            result_selector={"arn.$": "$.ModelArn"},
+            result_path="$.deployed.model",
+        )
         create_config = self._task(
             "Create endpoint config",
             "sagemaker:createEndpointConfig",
@@ -186,11 +248,17 @@ class PipelineDefinition(Construct):
         find_endpoint.add_catch(create_endpoint, errors=ENDPOINT_ABSENT_ERRORS, result_path="$.previous")
         self._catch(find_endpoint, "Find endpoint")
         update_endpoint = self._task(
-            "Update endpoint", "sagemaker:updateEndpoint", params.update_endpoint(s), result_selector={"arn.$": "$.EndpointArn"}, result_path="$.deployed.endpoint"
+            "Update endpoint",
+            "sagemaker:updateEndpoint",
+            params.update_endpoint(s),
+            result_selector={"arn.$": "$.EndpointArn"},
+            result_path="$.deployed.endpoint",
         )
         start_polls = sfn.Pass(self, "Start endpoint polls", result=sfn.Result.from_object({"count": 0}), result_path="$.poll")
         wait = sfn.Wait(self, "Wait for endpoint", time=sfn.WaitTime.duration(Duration.seconds(ENDPOINT_POLL_SECONDS)))
-        check_endpoint = self._task("Check endpoint", "aws-sdk:sagemaker:describeEndpoint", {"EndpointName": cfg.endpoint_name}, result_path="$.endpoint")
+        check_endpoint = self._task(
+            "Check endpoint", "aws-sdk:sagemaker:describeEndpoint", {"EndpointName": cfg.endpoint_name}, result_path="$.endpoint"
+        )
         endpoint_ready = sfn.Choice(self, "Endpoint in service?")
         count_poll = sfn.Pass(self, "Count endpoint poll", parameters={"count.$": "States.MathAdd($.poll.count, 1)"}, result_path="$.poll")
         rolled_back = self._failure_pass(
@@ -229,7 +297,12 @@ class PipelineDefinition(Construct):
         record_serving = self._task(
             "Record serving model",
             "aws-sdk:s3:putObject",
-            {"Bucket": s.artifacts_bucket, "Key": SERVING_RECORD_KEY, "ContentType": "application/json", "Body.$": "States.JsonToString($.record)"},
+            {
+                "Bucket": s.artifacts_bucket,
+                "Key": SERVING_RECORD_KEY,
+                "ContentType": "application/json",
+                "Body.$": "States.JsonToString($.record)",
+            },
             result_selector={"etag.$": "$.ETag"},
             result_path="$.recorded",
         )
@@ -249,14 +322,24 @@ class PipelineDefinition(Construct):
         after_ready: sfn.IChainable = describe_record
         if cfg.endpoint_mode == "instance":
             register_target = self._task(
-                "Register autoscaling target", "aws-sdk:applicationautoscaling:registerScalableTarget", params.scalable_target(s), result_path="$.autoscaling"
+                "Register autoscaling target",
+                "aws-sdk:applicationautoscaling:registerScalableTarget",
+                params.scalable_target(s),
+                result_path="$.autoscaling",
             )
-            put_policy = self._task("Put scaling policy", "aws-sdk:applicationautoscaling:putScalingPolicy", params.scaling_policy(s), result_path="$.autoscaling")
+            put_policy = self._task(
+                "Put scaling policy",
+                "aws-sdk:applicationautoscaling:putScalingPolicy",
+                params.scaling_policy(s),
+                result_path="$.autoscaling",
+            )
             register_target.next(put_policy).next(describe_record)
             after_ready = register_target
 
         # --- the chain, top to bottom -------------------------------------------------------------------
-        validation.valid.next(apply_defaults).next(merge_settings).next(check_budget)
+        validation.valid.next(apply_defaults).next(merge_settings).next(counts_as_text).next(check_whole)
+        check_whole.when(C.or_(C.string_matches("$.counts.text", "*.*"), C.string_matches("$.counts.text", "*e*")), not_whole)
+        check_whole.otherwise(check_budget)
         check_budget.when(C.number_greater_than_json_path("$.settings.tuningMaxParallelJobs", "$.settings.tuningMaxJobs"), budget_rejected)
         check_budget.otherwise(make_run_id)
         make_run_id.next(name_jobs).next(name_paths).next(prepare).next(tuning_wanted)
@@ -279,9 +362,18 @@ class PipelineDefinition(Construct):
         create_model.next(create_config).next(find_endpoint).next(update_endpoint).next(start_polls)
         create_endpoint.next(start_polls)
         start_polls.next(wait).next(check_endpoint).next(endpoint_ready)
-        endpoint_ready.when(C.and_(C.string_equals("$.endpoint.EndpointStatus", "InService"), C.string_equals_json_path("$.endpoint.EndpointConfigName", "$.names.endpointConfig")), after_ready)
+        endpoint_ready.when(
+            C.and_(
+                C.string_equals("$.endpoint.EndpointStatus", "InService"),
+                C.string_equals_json_path("$.endpoint.EndpointConfigName", "$.names.endpointConfig"),
+            ),
+            after_ready,
+        )
         endpoint_ready.when(C.string_equals("$.endpoint.EndpointStatus", "InService"), rolled_back)
-        endpoint_ready.when(C.or_(*(C.string_equals("$.endpoint.EndpointStatus", st) for st in ("Failed", "UpdateRollbackFailed", "OutOfService"))), endpoint_failed)
+        endpoint_ready.when(
+            C.or_(*(C.string_equals("$.endpoint.EndpointStatus", st) for st in ("Failed", "UpdateRollbackFailed", "OutOfService"))),
+            endpoint_failed,
+        )
         endpoint_ready.when(C.number_greater_than_equals("$.poll.count", ENDPOINT_MAX_POLLS), endpoint_timeout)
         endpoint_ready.otherwise(count_poll)
         count_poll.next(wait)
@@ -300,16 +392,15 @@ class PipelineDefinition(Construct):
 
         run = RUNS_PREFIX + "{}"
         return {
-                "prepared.$": uri(f"{run}/prepare/"),
-                "train.$": uri(f"{run}/prepare/train/"),
-                "validation.$": uri(f"{run}/prepare/validation/"),
-                "test.$": uri(f"{run}/prepare/test/"),
-                "tuneOutput.$": uri(f"{run}/tune/"),
-                "tuneCheckpoints.$": uri(CHECKPOINTS_PREFIX + "{}/tune/"),
-                "trainOutput.$": uri(f"{run}/train/"),
-                "checkpoints.$": uri(CHECKPOINTS_PREFIX + "{}/train/"),
-                "profiler.$": uri(f"{run}/profiler/"),
-                "evaluation.$": uri(f"{run}/evaluate/"),
+            "prepared.$": uri(f"{run}/prepare/"),
+            "train.$": uri(f"{run}/prepare/train/"),
+            "validation.$": uri(f"{run}/prepare/validation/"),
+            "test.$": uri(f"{run}/prepare/test/"),
+            "tuneOutput.$": uri(f"{run}/tune/"),
+            "trainOutput.$": uri(f"{run}/train/"),
+            "checkpoints.$": uri(CHECKPOINTS_PREFIX + "{}/train/"),
+            "profiler.$": uri(f"{run}/profiler/"),
+            "evaluation.$": uri(f"{run}/evaluate/"),
         }
 
     def _task(
@@ -338,7 +429,11 @@ class PipelineDefinition(Construct):
         return task
 
     def _catch(self, task: sfn.CustomState, step: str) -> None:
-        failed = self._failure_pass(f"{step} failed", f"States.Format('Step {step} failed with {{}}: {{}}', $.error.Error, $.error.Cause)", error_path="$.error.Error")
+        failed = self._failure_pass(
+            f"{step} failed",
+            f"States.Format('Step {step} failed with {{}}: {{}}', $.error.Error, $.error.Cause)",
+            error_path="$.error.Error",
+        )
         task.add_catch(failed, errors=["States.ALL"], result_path="$.error")
 
     def _failure_pass(self, name: str, message: str, *, error_path: str | None = None) -> sfn.Pass:

@@ -41,7 +41,12 @@ class ImageUris:
 def _retrieve(config: AppConfig, version: str, instance_type: str, scope: str) -> str:
     try:
         return image_uris.retrieve(
-            "pytorch", region=config.region, version=version, py_version=config.python_version, instance_type=instance_type, image_scope=scope
+            "pytorch",
+            region=config.region,
+            version=version,
+            py_version=config.python_version,
+            instance_type=instance_type,
+            image_scope=scope,
         )
     except ValueError as error:
         raise ValueError(

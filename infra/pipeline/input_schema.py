@@ -105,7 +105,12 @@ class InputValidation(Construct):
         is_object = sfn.Choice(self, "Check input is an object")
         is_object.when(
             _not_an_object("$"),
-            sfn.Fail(self, "Input rejected: not an object", error=INPUT_ERROR, cause='the execution input must be a JSON object such as {} or {"deploy": "never"}'),
+            sfn.Fail(
+                self,
+                "Input rejected: not an object",
+                error=INPUT_ERROR,
+                cause='the execution input must be a JSON object such as {} or {"deploy": "never"}',
+            ),
         )
         previous = is_object
         for field in input_fields():

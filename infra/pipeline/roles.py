@@ -42,7 +42,9 @@ class PipelineResources:
 
 
 def _arn(stack: Stack, service: str, resource: str, name: str, *, account: str | None = None) -> str:
-    return stack.format_arn(service=service, resource=resource, resource_name=name, account=account, arn_format=ArnFormat.SLASH_RESOURCE_NAME)
+    return stack.format_arn(
+        service=service, resource=resource, resource_name=name, account=account, arn_format=ArnFormat.SLASH_RESOURCE_NAME
+    )
 
 
 def _s3_object_arns(bucket: s3.IBucket, prefixes: list[str]) -> list[str]:
@@ -79,7 +81,9 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
     role.add_to_policy(iam.PolicyStatement(sid="DataList", actions=["s3:ListBucket"], resources=[res.data_bucket.bucket_arn]))
     dataset_bucket = f"arn:{stack.partition}:s3:::{res.dataset_bucket_name}"
     role.add_to_policy(
-        iam.PolicyStatement(sid="PublicDatasetRead", actions=["s3:GetObject", "s3:ListBucket"], resources=[dataset_bucket, f"{dataset_bucket}/*"])
+        iam.PolicyStatement(
+            sid="PublicDatasetRead", actions=["s3:GetObject", "s3:ListBucket"], resources=[dataset_bucket, f"{dataset_bucket}/*"]
+        )
     )
     role.add_to_policy(
         iam.PolicyStatement(
@@ -88,19 +92,34 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
             resources=[res.data_key.key_arn],
         )
     )
-    res.code.asset.grant_read(role)
+    # The code tarball (CDK's asset bucket): that one object, instead of Asset.grant_read's wildcards.
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="CodeAsset", actions=["s3:GetObject"], resources=[res.code.asset.bucket.arn_for_objects(res.code.asset.s3_object_key)]
+        )
+    )
     # Container images: the DLC account's repositories only. GetAuthorizationToken has no resource.
     repos = [_arn(stack, "ecr", "repository", repo, account=res.images.registry_account) for repo in res.images.repositories]
     role.add_to_policy(
-        iam.PolicyStatement(sid="PullImages", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources=repos)
+        iam.PolicyStatement(
+            sid="PullImages",
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            resources=repos,
+        )
     )
     role.add_to_policy(iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
     log_groups = [
-        stack.format_arn(service="logs", resource="log-group", resource_name=f"/aws/sagemaker/{kind}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        stack.format_arn(
+            service="logs", resource="log-group", resource_name=f"/aws/sagemaker/{kind}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
         for kind in ("ProcessingJobs", "TrainingJobs", "Endpoints/" + res.endpoint_name)
     ]
     role.add_to_policy(
-        iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources=log_groups)
+        iam.PolicyStatement(
+            sid="Logs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=log_groups,
+        )
     )
     # PutMetricData has no resource type; the condition keeps it to SageMaker's namespaces.
     role.add_to_policy(
@@ -135,7 +154,11 @@ def state_machine_statements(
         ),
         iam.PolicyStatement(
             sid="TuningJobs",
-            actions=["sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob", "sagemaker:StopHyperParameterTuningJob"],
+            actions=[
+                "sagemaker:CreateHyperParameterTuningJob",
+                "sagemaker:DescribeHyperParameterTuningJob",
+                "sagemaker:StopHyperParameterTuningJob",
+            ],
             resources=[sm("hyper-parameter-tuning-job", f"{prefix}-*")],
         ),
         iam.PolicyStatement(
@@ -206,16 +229,17 @@ def state_machine_statements(
         iam.PolicyStatement(
             sid="ReadReports",
             actions=["s3:GetObject"],
-            resources=[res.artifacts_bucket.arn_for_objects(f"{RUNS_PREFIX}*/evaluate/*"), res.artifacts_bucket.arn_for_objects(SERVING_RECORD_KEY)],
+            resources=[
+                res.artifacts_bucket.arn_for_objects(f"{RUNS_PREFIX}*/evaluate/*"),
+                res.artifacts_bucket.arn_for_objects(SERVING_RECORD_KEY),
+            ],
         ),
-        # Without ListBucket, S3 answers AccessDenied instead of NoSuchKey for the absent serving record.
+        # Without ListBucket, S3 answers AccessDenied instead of NoSuchKey for the absent serving record
+        # (a prefix condition would not apply to GetObject, so none is set: it lists names, reads nothing).
+        iam.PolicyStatement(sid="ListArtifacts", actions=["s3:ListBucket"], resources=[res.artifacts_bucket.bucket_arn]),
         iam.PolicyStatement(
-            sid="ListServingRecord",
-            actions=["s3:ListBucket"],
-            resources=[res.artifacts_bucket.bucket_arn],
-            conditions={"StringEquals": {"s3:prefix": [SERVING_RECORD_KEY]}},
+            sid="WriteServingRecord", actions=["s3:PutObject"], resources=[res.artifacts_bucket.arn_for_objects(SERVING_RECORD_KEY)]
         ),
-        iam.PolicyStatement(sid="WriteServingRecord", actions=["s3:PutObject"], resources=[res.artifacts_bucket.arn_for_objects(SERVING_RECORD_KEY)]),
         iam.PolicyStatement(sid="DataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[res.data_key.key_arn]),
         iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[topic.topic_arn]),
         iam.PolicyStatement(sid="NotifyKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[topic_key.key_arn]),

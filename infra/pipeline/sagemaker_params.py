@@ -21,8 +21,8 @@ VOLUME_GB = 50
 PROCESSING_OUTPUT = "/opt/ml/processing/output"
 EVALUATION_DIR = "/opt/ml/processing/evaluation"
 CHECKPOINT_DIR = "/opt/ml/checkpoints"
-# The asset is one tar.gz under CODE_DIR; unpack it, then run the entry point with the job's arguments.
-_UNPACK = f"set -euo pipefail; cd {CODE_DIR}; tar -xzf ./*.tar.gz; "
+# The asset is one tar.gz (CDK names it <hash>.gz) under CODE_DIR; unpack it, then run the entry point with the job's arguments.
+_UNPACK = f"set -euo pipefail; cd {CODE_DIR}; tar -xzf ./*.gz; "
 
 
 def sagemaker_hyperparameters(s: DefinitionSettings) -> dict[str, str]:
@@ -41,18 +41,39 @@ def static_hyperparameters() -> dict[str, str]:
 
 
 def _code_input(s: DefinitionSettings) -> dict[str, Any]:
-    source = {"S3Uri": s.code_s3_url, "LocalPath": CODE_DIR, "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}
+    source = {
+        "S3Uri": s.code_s3_url,
+        "LocalPath": CODE_DIR,
+        "S3DataType": "S3Prefix",
+        "S3InputMode": "File",
+        "S3DataDistributionType": "FullyReplicated",
+    }
     return {"InputName": "code", "S3Input": source}
 
 
 def _processing_input(name: str, uri_path: str, local: str) -> dict[str, Any]:
     return {
         "InputName": name,
-        "S3Input": {"S3Uri.$": uri_path, "LocalPath": local, "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"},
+        "S3Input": {
+            "S3Uri.$": uri_path,
+            "LocalPath": local,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
     }
 
 
-def _processing_job(s: DefinitionSettings, name_path: str, script: str, arguments: str, inputs: list[dict], output_name: str, output_local: str, output_path: str) -> dict[str, Any]:
+def _processing_job(
+    s: DefinitionSettings,
+    name_path: str,
+    script: str,
+    arguments: str,
+    inputs: list[dict],
+    output_name: str,
+    output_local: str,
+    output_path: str,
+) -> dict[str, Any]:
     return {
         "ProcessingJobName.$": name_path,
         "RoleArn": s.execution_role_arn,
@@ -63,11 +84,18 @@ def _processing_job(s: DefinitionSettings, name_path: str, script: str, argument
         },
         "ProcessingInputs": [_code_input(s), *inputs],
         "ProcessingOutputConfig": {
-            "Outputs": [{"OutputName": output_name, "S3Output": {"S3Uri.$": output_path, "LocalPath": output_local, "S3UploadMode": "EndOfJob"}}],
+            "Outputs": [
+                {"OutputName": output_name, "S3Output": {"S3Uri.$": output_path, "LocalPath": output_local, "S3UploadMode": "EndOfJob"}}
+            ],
             "KmsKeyId": s.data_key_arn,
         },
         "ProcessingResources": {
-            "ClusterConfig": {"InstanceCount": 1, "InstanceType": s.config.processing_instance_type, "VolumeSizeInGB": VOLUME_GB, "VolumeKmsKeyId": s.data_key_arn}
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": s.config.processing_instance_type,
+                "VolumeSizeInGB": VOLUME_GB,
+                "VolumeKmsKeyId": s.data_key_arn,
+            }
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": s.config.max_runtime_seconds},
     }
@@ -76,7 +104,9 @@ def _processing_job(s: DefinitionSettings, name_path: str, script: str, argument
 def prepare_job(s: DefinitionSettings) -> dict[str, Any]:
     classes = ",".join(str(c) for c in s.config.classes)
     arguments = f"States.Array('--source', $.settings.dataSource, '--file-list', '{FILE_LIST_PATH}', '--classes', '{classes}', '--output', '{PROCESSING_OUTPUT}')"
-    return _processing_job(s, "$.names.prepare", 'exec python3 prep.py "$@"', arguments, [], "prepared", PROCESSING_OUTPUT, "$.paths.prepared")
+    return _processing_job(
+        s, "$.names.prepare", 'exec python3 prep.py "$@"', arguments, [], "prepared", PROCESSING_OUTPUT, "$.paths.prepared"
+    )
 
 
 def evaluate_job(s: DefinitionSettings) -> dict[str, Any]:
@@ -85,8 +115,11 @@ def evaluate_job(s: DefinitionSettings) -> dict[str, Any]:
         'python3 evaluate.py "$@"; '
         f"exec python3 pipeline_gate.py --evaluation {EVALUATION_DIR}/evaluation.json --margin {margin} --output {EVALUATION_DIR}/gate.json"
     )
-    arguments = f"States.Array('--model', '/opt/ml/processing/model/model.tar.gz', '--data', '/opt/ml/processing/test', '--output', '{EVALUATION_DIR}')"
-    inputs = [_processing_input("model", "$.training.modelArtifacts", "/opt/ml/processing/model"), _processing_input("test", "$.paths.test", "/opt/ml/processing/test")]
+    arguments = f"States.Array('--model', '/opt/ml/processing/model/model.tar.gz', '--test', '/opt/ml/processing/test', '--output', '{EVALUATION_DIR}')"
+    inputs = [
+        _processing_input("model", "$.training.modelArtifacts", "/opt/ml/processing/model"),
+        _processing_input("test", "$.paths.test", "/opt/ml/processing/test"),
+    ]
     return _processing_job(s, "$.names.evaluation", script, arguments, inputs, "evaluation", EVALUATION_DIR, "$.paths.evaluation")
 
 
@@ -94,7 +127,9 @@ def _channels() -> list[dict[str, Any]]:
     return [
         {
             "ChannelName": channel,
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": f"$.paths.{channel}", "S3DataDistributionType": "FullyReplicated"}},
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": f"$.paths.{channel}", "S3DataDistributionType": "FullyReplicated"}
+            },
         }
         for channel in ("train", "validation", "test")
     ]
@@ -109,8 +144,16 @@ def _stopping(s: DefinitionSettings) -> dict[str, int]:
 
 def tuning_job(s: DefinitionSettings) -> dict[str, Any]:
     definition: dict[str, Any] = {
-        "StaticHyperParameters": {**static_hyperparameters(), **sagemaker_hyperparameters(s), "sagemaker_torch_distributed_enabled": "false"},
-        "AlgorithmSpecification": {"TrainingImage": s.images.tuning, "TrainingInputMode": "File", "MetricDefinitions": metrics_format.METRIC_DEFINITIONS},
+        "StaticHyperParameters": {
+            **static_hyperparameters(),
+            **sagemaker_hyperparameters(s),
+            "sagemaker_torch_distributed_enabled": "false",
+        },
+        "AlgorithmSpecification": {
+            "TrainingImage": s.images.tuning,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metrics_format.METRIC_DEFINITIONS,
+        },
         "RoleArn": s.execution_role_arn,
         "InputDataConfig": _channels(),
         "OutputDataConfig": {"S3OutputPath.$": "$.paths.tuneOutput", "KmsKeyId": s.data_key_arn},
@@ -118,14 +161,17 @@ def tuning_job(s: DefinitionSettings) -> dict[str, Any]:
         "StoppingCondition": _stopping(s),
         "EnableManagedSpotTraining": s.config.use_spot,
     }
-    if s.config.use_spot:
-        definition["CheckpointConfig"] = {"S3Uri.$": "$.paths.tuneCheckpoints", "LocalPath": CHECKPOINT_DIR}
+    # No CheckpointConfig for trials: one checkpoint prefix shared by every trial would let a trial resume
+    # another trial's weights. An interrupted spot trial restarts from scratch (trials are short).
     return {
         "HyperParameterTuningJobName.$": "$.names.tuning",
         "HyperParameterTuningJobConfig": {
             "Strategy": "Bayesian",
             "HyperParameterTuningJobObjective": {"Type": metrics_format.OBJECTIVE_TYPE, "MetricName": metrics_format.OBJECTIVE_METRIC},
-            "ResourceLimits": {"MaxNumberOfTrainingJobs.$": "$.settings.tuningMaxJobs", "MaxParallelTrainingJobs.$": "$.settings.tuningMaxParallelJobs"},
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs.$": "$.settings.tuningMaxJobs",
+                "MaxParallelTrainingJobs.$": "$.settings.tuningMaxParallelJobs",
+            },
             "ParameterRanges": search_space.to_sagemaker_ranges(),
             "TrainingJobEarlyStoppingType": "Auto",
         },
@@ -146,7 +192,11 @@ def training_job(s: DefinitionSettings) -> dict[str, Any]:
         "HyperParameters.$": "$.trainHp.values",
         "InputDataConfig": _channels(),
         "OutputDataConfig": {"S3OutputPath.$": "$.paths.trainOutput", "KmsKeyId": s.data_key_arn},
-        "ResourceConfig": {"InstanceType": s.config.training_instance_type, "InstanceCount.$": "$.settings.trainingInstanceCount", "VolumeSizeInGB": VOLUME_GB},
+        "ResourceConfig": {
+            "InstanceType": s.config.training_instance_type,
+            "InstanceCount.$": "$.settings.trainingInstanceCount",
+            "VolumeSizeInGB": VOLUME_GB,
+        },
         "StoppingCondition": _stopping(s),
         "EnableManagedSpotTraining": s.config.use_spot,
         # System profiling (CPU/GPU/memory/IO) for the console's Profiler view.
@@ -165,7 +215,11 @@ def model(s: DefinitionSettings) -> dict[str, Any]:
             "Image": s.images.inference,
             "ModelDataUrl.$": "$.training.modelArtifacts",
             # model.tar.gz carries code/inference.py (docs/contracts.md, model dir).
-            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code", "SAGEMAKER_REGION": s.config.region},
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                "SAGEMAKER_REGION": s.config.region,
+            },
         },
     }
 
@@ -178,7 +232,9 @@ def endpoint_config(s: DefinitionSettings) -> dict[str, Any]:
         # Serverless endpoints support neither data capture nor a volume KMS key.
         variant["ServerlessConfig"] = {"MemorySizeInMB": cfg.serverless_memory_mb, "MaxConcurrency": cfg.serverless_max_concurrency}
         return params
-    variant.update({"InstanceType": cfg.endpoint_instance_type, "InitialInstanceCount": cfg.endpoint_min_instances, "InitialVariantWeight": 1})
+    variant.update(
+        {"InstanceType": cfg.endpoint_instance_type, "InitialInstanceCount": cfg.endpoint_min_instances, "InitialVariantWeight": 1}
+    )
     params["KmsKeyId"] = s.data_key_arn
     params["DataCaptureConfig"] = {
         "EnableCapture": True,

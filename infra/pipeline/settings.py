@@ -10,9 +10,10 @@ from infra.pipeline.images import ImageUris, is_gpu_instance
 # Wait + DescribeEndpoint loop: 60 polls of 60 s. Blue/green baking and instance start fit well inside.
 ENDPOINT_POLL_SECONDS = 60
 ENDPOINT_MAX_POLLS = 60
-# Where the Processing jobs find the code tarball, and the Udacity subset's id list inside it.
+# Where the Processing jobs unpack the code tarball, and the Udacity subset's id list inside it
+# (training_code/file_lists/udacity_file_list.json, shipped with the code).
 CODE_DIR = "/opt/ml/processing/input/code"
-FILE_LIST_PATH = f"{CODE_DIR}/file_list.json"
+FILE_LIST_PATH = f"{CODE_DIR}/file_lists/udacity_file_list.json"
 # Name parts after the prefix; the longest name must fit SageMaker's limits (tuning 32, others 63).
 RUN_ID_LENGTH = 8
 JOB_KINDS = {"prepare": "prep", "tuning": "tune", "training": "train", "evaluation": "eval", "model": "model", "endpointConfig": "epc"}
@@ -50,4 +51,6 @@ def check_name_lengths(prefix: str) -> None:
         length = len(prefix) + 1 + len(part) + 1 + RUN_ID_LENGTH
         limit = NAME_LIMITS.get(kind, DEFAULT_NAME_LIMIT)
         if length > limit:
-            raise ValueError(f"namePrefix {prefix!r} makes {kind} job names {length} characters long; SageMaker allows {limit}. Use a shorter namePrefix")
+            raise ValueError(
+                f"namePrefix {prefix!r} makes {kind} job names {length} characters long; SageMaker allows {limit}. Use a shorter namePrefix"
+            )

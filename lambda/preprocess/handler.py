@@ -28,6 +28,9 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Inve
 app = APIGatewayRestResolver()
 
 ROUTES = {"/v1/count": "POST", "/v1/health": "GET"}
+# Powertools keeps (never flushes) metrics while POWERTOOLS_METRICS_DISABLED is set (local mode), and
+# still prints the cold-start metric: record none there.
+METRICS_ENABLED = os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() != "true"
 # SageMaker real-time endpoints take at most 6 MB per call: 36 images of 224x224x3 uint8 is 5.4 MB.
 MAX_IMAGES_PER_CALL = 36
 
@@ -133,9 +136,7 @@ def _result(photo: Photo, prediction: Any, settings: Settings, single: bool) -> 
 
 
 def _metric(name: str, unit: MetricUnit, value: float) -> None:
-    # Powertools keeps (never flushes) metrics while POWERTOOLS_METRICS_DISABLED is set (local mode):
-    # skip them there so a long-running local server does not accumulate them.
-    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() != "true":
+    if METRICS_ENABLED:
         metrics.add_metric(name=name, unit=unit, value=value)
 
 
@@ -192,6 +193,6 @@ def handle_not_found(_: Exception) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics(capture_cold_start_metric=METRICS_ENABLED)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -36,11 +36,11 @@ def pick_test_photos(prepared: Path, source: Path, how_many: int) -> list[tuple[
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [f"  {'photo':<24} {'true':>4} {'predicted':>9} {'confidence':>10}  {'':<2}", "  " + "-" * 55]
+    lines = [f"  {'photo':<24} {'true':>4} {'predicted':>9} {'confidence':>10}", "  " + "-" * 55]
     for row in rows:
         mark = "ok" if row["predicted"] == row["true"] else "x"
         review = "  (needs review)" if row["needs_review"] else ""
-        lines.append(f"  {row['id']:<24} {row['true']:>4} {row['predicted']:>9} {row['confidence']:>10.2f}  {mark:<2}{review}")
+        lines.append(f"  {row['id']:<24} {row['true']:>4} {row['predicted']:>9} {row['confidence']:>10.2f}  {mark}{review}")
     right = sum(r["predicted"] == r["true"] for r in rows)
     lines.append(f"  {right} of {len(rows)} counted right")
     return lines

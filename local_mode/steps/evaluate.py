@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from local_mode.runner import RunContext, StepFailed, run_logged
-from local_mode.steps.common import channels, child_env, cpu_threads, script
+from local_mode.steps.common import channels, child_env, script
 
 FIGURES = ("curves.png", "confusion_matrix.png")
 
@@ -19,7 +19,8 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     train = ctx.result_of("train")
     test = channels(ctx.step_dir("prepare"))["test"]
     command = [*script("evaluate.py"), "--model", train["model_tar"], "--test", str(test), "--output", str(step_dir)]
-    run_logged(command, step_dir / "evaluate.log", env=child_env(cpu_threads()), what="evaluate.py")
+    # One thread: a small job, and 2 threads on 2 busy cores run several times slower (bench/results/train_scaling.json).
+    run_logged(command, step_dir / "evaluate.log", env=child_env(1), what="evaluate.py")
     report_path = step_dir / "evaluation.json"
     if not report_path.is_file():
         raise StepFailed(f"evaluate.py finished without writing {report_path}; see {step_dir / 'evaluate.log'}")

@@ -24,7 +24,7 @@ def serving_record(runs_dir: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    return record if isinstance(record, dict) and Path(str(record.get("model_dir", ""))).is_dir() else None
+    return record if isinstance(record, dict) and Path(str(record.get("modelDir", ""))).is_dir() else None
 
 
 def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     settings = ctx.options["settings"]
     serving = serving_record(ctx.run_dir.parent)
     # A re-run of the same run id must not be judged against itself.
-    serving_accuracy = serving.get("accuracy") if serving and serving.get("run_id") != ctx.run_id else None
+    serving_accuracy = serving.get("accuracy") if serving and serving.get("runId") != ctx.run_id else None
     try:
         decision = decide(
             accuracy=evaluation["accuracy"],
@@ -43,7 +43,7 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
         )
     except (KeyError, ValueError) as error:
         raise StepFailed(f"gate: cannot read the evaluation report ({error}); see {ctx.step_dir('evaluate')}") from None
-    result = {**decision.to_dict(), "serving_run": serving.get("run_id") if serving else None, "margin": settings.deploy_margin}
+    result = {**decision.to_dict(), "serving_run": serving.get("runId") if serving else None, "margin": settings.deploy_margin}
     write_json_atomic(step_dir / "decision.json", result)
     ctx.log(f"{'DEPLOY' if decision.deploy else 'HOLD'}: {decision.reason}")
     return result

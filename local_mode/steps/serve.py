@@ -22,11 +22,16 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     runs_dir = ctx.run_dir.parent
     if ctx.result_of("gate")["deploy"]:
         train = ctx.result_of("train")
+        evaluation = ctx.result_of("evaluate")
+        # Keys as in the pipeline's serving/current.json (docs/contracts.md), plus the local model dir.
         record = {
-            "run_id": ctx.run_id,
-            "model_dir": train["model_dir"],
-            "accuracy": ctx.result_of("evaluate")["accuracy"],
-            "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "runId": ctx.run_id,
+            "accuracy": evaluation["accuracy"],
+            "evaluation": evaluation["report"],
+            "modelArtifacts": train["model_tar"],
+            "modelDir": train["model_dir"],
+            "hyperparameters": train["hyperparameters"],
+            "deployedAt": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_json_atomic(runs_dir / SERVING_RECORD, record)
     else:
@@ -34,9 +39,9 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
         if record is None:
             ctx.log("The gate held this model back and no earlier model is deployed: nothing to serve (--deploy force serves it anyway).")
             return {"served_run": None, "api_url": None, "curl": None}
-        ctx.log(f"The gate held this model back: serving the deployed model of run {record['run_id']} instead.")
+        ctx.log(f"The gate held this model back: serving the deployed model of run {record['runId']} instead.")
     stack = start_local_stack(
-        record["model_dir"],
+        record["modelDir"],
         endpoint_name=settings.endpoint_name,
         max_images=settings.max_images_per_request,
         review_threshold=settings.review_confidence_threshold,
@@ -48,8 +53,8 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     ctx.log(f"API      {count_url}  (key {stack.api_key})")
     # The key is ephemeral (a new one per start) and only valid on loopback: safe to record.
     return {
-        "served_run": record["run_id"],
-        "model_dir": record["model_dir"],
+        "served_run": record["runId"],
+        "model_dir": record["modelDir"],
         "api_url": stack.api_url,
         "count_url": count_url,
         "api_key": stack.api_key,

@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import tarfile
-import threading
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from local_mode.runner import RunContext, StepFailed, run_logged, stop_process_group
+from local_mode.runner import RunContext, StepFailed, run_logged, run_parallel
 from local_mode.steps.common import channels, child_env, cpu_threads, script, training_module
 
 
@@ -115,35 +113,16 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
 
 
 def _run_nodes(launches: list[tuple[list[str], Path, dict[str, str], Any]]) -> None:
-    """Start every node's torchrun; if one fails or Ctrl-C arrives, stop the others (no peer is left waiting)."""
-    errors: list[BaseException] = []
-    processes: list[subprocess.Popen] = []
-    lock = threading.Lock()
-
-    def node(command: list[str], log: Path, env: dict[str, str], handler: Any) -> None:
-        try:
-            run_logged(command, log, env=env, on_line=handler, what=f"torchrun node {log.stem}", started=_register)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
-            with lock:
-                errors.append(error)
-                for process in processes:
-                    stop_process_group(process, grace=2.0)
-
-    def _register(process: subprocess.Popen) -> None:
-        with lock:
-            processes.append(process)
-
-    threads = [threading.Thread(target=node, args=launch, daemon=True) for launch in launches]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=0.5)  # short waits so Ctrl-C reaches this thread
-    except BaseException:
-        with lock:
-            for process in processes:
-                stop_process_group(process)
-        raise
+    """Start every node's torchrun at once; one failing (or Ctrl-C) stops the others."""
+    jobs = [
+        (
+            lambda command=command, log=log, env=env, handler=handler: run_logged(
+                command, log, env=env, on_line=handler, what=f"torchrun {log.stem}"
+            )
+        )
+        for command, log, env, handler in launches
+    ]
+    errors = [result for result in run_parallel(jobs, stop_others_on_error=True) if isinstance(result, BaseException)]
     if errors:
-        raise next((e for e in errors if isinstance(e, StepFailed)), errors[0])
+        # The node that failed first explains; the others only say they were stopped.
+        raise next((e for e in errors if isinstance(e, StepFailed) and "code -" not in str(e)), errors[0])

@@ -53,6 +53,7 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     space, static = space_and_static(options)
     fixed = fixed_hyperparameters(options)
     data = channels(ctx.step_dir("prepare"))
+    parallel = min(options["parallel_trials"], options["trials"])
 
     def sample(rng: random.Random) -> dict[str, Any]:
         # The tuning job's view of a trial: sampled ranges, then static hyperparameters, then the user's --set.
@@ -70,7 +71,8 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
         command += ["--train", str(data["train"]), "--validation", str(data["validation"])]
         command += ["--model-dir", str(trial_dir / "model"), "--output-data-dir", str(trial_dir / "output")]
         command += ["--checkpoint-dir", str(trial_dir / "checkpoints")]
-        run_logged(command, trial_dir / "train.log", env=child_env(cpu_threads()), on_line=on_line, what=f"trial {index} (train.py)")
+        env = child_env(max(1, cpu_threads() // parallel))
+        run_logged(command, trial_dir / "train.log", env=env, on_line=on_line, what=f"trial {index} (train.py)")
         return "".join(lines)
 
     best = run_tuning(
@@ -82,6 +84,7 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
         objective_metric=metrics_format.OBJECTIVE_METRIC,
         run_trial=run_trial,
         epochs_hint=lambda hp: int(hp["epochs"]),
+        parallel=parallel,
     )
     for trial in best["trials"]:
         score = f"{trial['objective']:.3f}" if trial["objective"] is not None else "failed"

@@ -19,7 +19,23 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--bins", "60", "--trials", "1", "--set", "epochs=1", "--set", "image-size=64", "--set", "batch-size=16", "--count-images", "3"]
+# An undertrained model: --deploy force makes the gate deploy it so that serve and count run.
+TINY = [
+    "--bins",
+    "60",
+    "--trials",
+    "1",
+    "--set",
+    "epochs=1",
+    "--set",
+    "image-size=64",
+    "--set",
+    "batch-size=16",
+    "--count-images",
+    "3",
+    "--deploy",
+    "force",
+]
 
 
 def _start(runs: Path, *args: str) -> subprocess.Popen:

@@ -60,3 +60,26 @@ def test_all_trials_failing_fails_the_step(tmp_path: Path) -> None:
 
     with pytest.raises(StepFailed, match="all 2 tuning trials failed"):
         run_tuning(tune_dir=tmp_path, trials=2, seed=0, sample=_sample, parse_metrics=_parse, objective_metric=METRIC, run_trial=run_trial)
+
+
+def test_parallel_trials_all_run_and_keep_their_order(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def run_trial(index: int, hp: dict, trial_dir: Path, on_metrics) -> str:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return f"METRICS epoch=1; validation:accuracy={index / 10};\n"
+
+    best = run_tuning(
+        tune_dir=tmp_path, trials=4, seed=0, sample=_sample, parse_metrics=_parse, objective_metric=METRIC, run_trial=run_trial, parallel=2
+    )
+    assert peak[0] == 2
+    assert [t["name"] for t in best["trials"]] == ["trial-001", "trial-002", "trial-003", "trial-004"]
+    assert best["best_trial"] == "trial-004"

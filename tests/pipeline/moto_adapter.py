@@ -68,7 +68,11 @@ REGION = "us-east-1"
 _SYNC_JOBS = {
     "create_processing_job": ("describe_processing_job", "ProcessingJobName", "ProcessingJobStatus"),
     "create_training_job": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
-    "create_hyper_parameter_tuning_job": ("describe_hyper_parameter_tuning_job", "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"),
+    "create_hyper_parameter_tuning_job": (
+        "describe_hyper_parameter_tuning_job",
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobStatus",
+    ),
 }
 _RUNNING = {"InProgress", "Stopping"}
 
@@ -77,7 +81,9 @@ _RUNNING = {"InProgress", "Stopping"}
 class Scenario:
     """How the emulated SageMaker jobs end. Defaults: everything succeeds, the model beats the gate."""
 
-    best_hyperparameters: dict[str, str] = field(default_factory=lambda: {"lr": "0.0012", "batch-size": "64", "epochs": "31", "model": "resnet34"})
+    best_hyperparameters: dict[str, str] = field(
+        default_factory=lambda: {"lr": "0.0012", "batch-size": "64", "epochs": "31", "model": "resnet34"}
+    )
     best_objective: float = 0.47
     tuning_fails: str | None = None  # FailureReason, or None
     training_fails: str | None = None
@@ -168,9 +174,14 @@ class EmulatedSageMaker:
         self.pending_updates[name] = (config_name, self.scenario.update_fails)
 
     def on_describe_endpoint(self, name: str) -> None:
+        """The first Describe after Create/Update sees Creating/Updating; the next one the outcome."""
         endpoint = self.backend.endpoints.get(name)
-        if endpoint is None:
+        if endpoint is None or endpoint.endpoint_status not in ("Creating", "Updating"):
             return
+        seen = self.polls[f"endpoint:{name}"] = self.polls.get(f"endpoint:{name}", 0) + 1
+        if seen < 2:
+            return
+        self.polls[f"endpoint:{name}"] = 0
         if endpoint.endpoint_status == "Creating":
             endpoint.endpoint_status = "InService"
         elif endpoint.endpoint_status == "Updating":
@@ -254,7 +265,9 @@ def emulated_sagemaker(monkeypatch: Any, scenario: Scenario) -> Iterator[Emulate
     monkeypatch.setattr(SyncSageMakerTask, "world", world)
     original_factory = state_task_factory.state_task_service_for
     monkeypatch.setattr(
-        state_task_factory, "state_task_service_for", lambda service_name: SyncSageMakerTask() if service_name == "sagemaker" else original_factory(service_name)
+        state_task_factory,
+        "state_task_service_for",
+        lambda service_name: SyncSageMakerTask() if service_name == "sagemaker" else original_factory(service_name),
     )
     monkeypatch.setattr(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", 0)
     monkeypatch.setitem(state_task_service_aws_sdk._SERVICE_ERROR_NAMES, "s3", "S3")

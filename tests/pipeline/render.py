@@ -36,7 +36,8 @@ def _state_machine(template: dict[str, Any]) -> dict[str, Any]:
     return machines[0]
 
 
-def render_definition(pipeline_template: dict[str, Any], storage_template: dict[str, Any], values: RenderValues = RenderValues()) -> str:
+def render_definition(pipeline_template: dict[str, Any], storage_template: dict[str, Any], values: RenderValues | None = None) -> str:
+    values = values or RenderValues()
     resources = pipeline_template["Resources"]
     storage_outputs = storage_template.get("Outputs", {})
 
@@ -70,7 +71,9 @@ def render_definition(pipeline_template: dict[str, Any], storage_template: dict[
         for key in ("Fn::GetStackOutput", "Fn::ImportValue"):
             if key in part:
                 output_name = part[key]["OutputName"] if key == "Fn::GetStackOutput" else part[key]
-                matches = [o for name, o in storage_outputs.items() if name == output_name or o.get("Export", {}).get("Name") == output_name]
+                matches = [
+                    o for name, o in storage_outputs.items() if name == output_name or o.get("Export", {}).get("Name") == output_name
+                ]
                 assert matches, f"storage stack has no output {output_name}"
                 return storage_value(matches[0]["Value"])
         raise AssertionError(f"no test value for reference {part}")

@@ -14,13 +14,18 @@ import json
 from typing import Any
 
 import boto3
+import metrics_format
 import pytest
+import search_space
 from moto import mock_aws
 
+from infra.pipeline.images import resolve_images
+from infra.pipeline.settings import FILE_LIST_PATH
 from tests.pipeline.moto_adapter import REGION, History, Scenario, emulated_sagemaker, history, run_execution
-from tests.pipeline.render import RenderValues
+from tests.pipeline.render import ACCOUNT, RenderValues
 
-SM_ROLE = "arn:aws:iam::123456789012:role/test-states"
+STATES_ROLE = f"arn:aws:iam::{ACCOUNT}:role/test-states"
+SM = "sagemaker"
 
 
 @pytest.fixture
@@ -31,36 +36,289 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
         yield
 
 
+class Pipeline:
+    """The state machine created in moto from the rendered definition, with the buckets and topic it uses."""
+
+    def __init__(self, definition: str, values: RenderValues) -> None:
+        self.values = values
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.s3.create_bucket(Bucket=values.artifacts_bucket)
+        self.s3.create_bucket(Bucket=values.data_bucket)
+        sns = boto3.client("sns", region_name=REGION)
+        sns.create_topic(Name=values.topic_name)
+        # An SQS subscriber collects what the topic publishes.
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.queue_url = self.sqs.create_queue(QueueName="notifications")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=values.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.sagemaker = boto3.client("sagemaker", region_name=REGION)
+        self.arn = self.sfn.create_state_machine(name="pipeline", definition=definition, roleArn=STATES_ROLE)["stateMachineArn"]
+
+    def run(self, name: str, execution_input: Any) -> tuple[dict[str, Any], History]:
+        described = run_execution(self.sfn, self.arn, name, execution_input)
+        return described, history(self.sfn, described["executionArn"])
+
+    def notifications(self) -> list[str]:
+        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        return [m["Body"] for m in messages]
+
+    def serving_record(self) -> dict[str, Any]:
+        return json.loads(self.s3.get_object(Bucket=self.values.artifacts_bucket, Key="serving/current.json")["Body"].read())
+
+
 @pytest.fixture
-def pipeline(aws: Any, rendered_definition: str, test_values: RenderValues) -> Any:
-    """The state machine created in moto from the rendered definition, plus the buckets and topic it uses."""
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=test_values.artifacts_bucket)
-    s3.create_bucket(Bucket=test_values.data_bucket)
-    sns = boto3.client("sns", region_name=REGION)
-    sns.create_topic(Name=test_values.topic_name)
-    sqs = boto3.client("sqs", region_name=REGION)
-    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=test_values.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    arn = sfn.create_state_machine(name="pipeline", definition=rendered_definition, roleArn=SM_ROLE)["stateMachineArn"]
-
-    class Pipeline:
-        def run(self, name: str, execution_input: Any) -> tuple[dict[str, Any], History]:
-            described = run_execution(sfn, arn, name, execution_input)
-            return described, history(sfn, described["executionArn"])
-
-        def notifications(self) -> list[str]:
-            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            return [m["Body"] for m in messages]
-
-    return Pipeline()
+def pipeline(aws: Any, rendered_definition: str, test_values: RenderValues) -> Pipeline:
+    return Pipeline(rendered_definition, test_values)
 
 
-def test_first_run_creates_the_endpoint(pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    with emulated_sagemaker(monkeypatch, Scenario()) as world:
+def _only(items: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(items) == 1, f"expected one call, got {len(items)}"
+    return items[0]
+
+
+def _deployed_run(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, name: str, scenario: Scenario | None = None) -> History:
+    with emulated_sagemaker(monkeypatch, scenario or Scenario()):
+        described, events = pipeline.run(name, {})
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    return events
+
+
+def test_first_run_creates_the_endpoint(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, synth: Any) -> None:
+    """Real: interpreter, botocore-validated requests, moto S3/SNS/autoscaling records. Emulated: jobs succeed, endpoint Creating -> InService."""
+    config = synth.config
+    images = resolve_images(config)
+    code_url = synth.pipeline.node.find_child("TrainingCode").location.s3_url
+    code_url = synth.pipeline.resolve(code_url)
+    scenario = Scenario()
+    with emulated_sagemaker(monkeypatch, scenario) as world:
         described, events = pipeline.run("first-run", {})
-    print(json.dumps(events.events[-3:], default=str, indent=1)[:3000])
-    print(events.entered())
-    assert described["status"] == "SUCCEEDED", described
+
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    entered = events.entered()
+    assert (
+        entered.index("Prepare")
+        < entered.index("Tune")
+        < entered.index("Train")
+        < entered.index("Evaluate")
+        < entered.index("Gate: deploy?")
+    )
+    assert "Create endpoint" in entered and "Update endpoint" not in entered
+    assert entered[-3:] == ["Record serving model", "Notify success", "Deployed"]
+    # The endpoint was polled through Creating (one Wait more), with the configured interval.
+    assert entered.count("Check endpoint") == 2 and world.waited_seconds == [60, 60]
+
+    prepare = events.scheduled(SM, "createProcessingJob.sync")[0]
+    assert prepare["AppSpecification"]["ImageUri"] == images.processing
+    args = prepare["AppSpecification"]["ContainerArguments"]
+    assert args[args.index("--source") + 1] == config.dataset_source
+    assert args[args.index("--file-list") + 1] == FILE_LIST_PATH
+    assert prepare["ProcessingInputs"][0]["S3Input"]["S3Uri"] == code_url
+
+    tuning = _only(events.scheduled(SM, "createHyperParameterTuningJob.sync"))
+    assert len(tuning["HyperParameterTuningJobName"]) <= 32
+    tuning_config = tuning["HyperParameterTuningJobConfig"]
+    assert tuning_config["Strategy"] == "Bayesian" and tuning_config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert tuning_config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": metrics_format.OBJECTIVE_METRIC}
+    assert tuning_config["ParameterRanges"] == search_space.to_sagemaker_ranges()
+    assert tuning_config["ResourceLimits"] == {
+        "MaxNumberOfTrainingJobs": config.tuning_max_jobs,
+        "MaxParallelTrainingJobs": config.tuning_max_parallel_jobs,
+    }
+    trial = tuning["TrainingJobDefinition"]
+    assert trial["AlgorithmSpecification"]["MetricDefinitions"] == metrics_format.METRIC_DEFINITIONS
+    assert trial["AlgorithmSpecification"]["TrainingImage"] == images.tuning
+    assert trial["StaticHyperParameters"]["sagemaker_submit_directory"] == code_url
+    assert trial["EnableManagedSpotTraining"] is True and "CheckpointConfig" not in trial  # trials must not share checkpoints
+
+    training = _only(events.scheduled(SM, "createTrainingJob.sync"))
+    assert len(training["TrainingJobName"]) <= 63
+    hp = training["HyperParameters"]
+    assert {k: hp[k] for k in scenario.best_hyperparameters} == scenario.best_hyperparameters  # the tuner's best, no human copying
+    assert {k: hp[k] for k in search_space.STATIC_HYPERPARAMETERS} == search_space.STATIC_HYPERPARAMETERS
+    assert hp["sagemaker_program"] == "train.py" and hp["sagemaker_submit_directory"] == code_url and hp["sagemaker_region"] == REGION
+    assert hp["sagemaker_torch_distributed_enabled"] == "true"  # ml.g5 (GPU) in cdk.json
+    assert training["ResourceConfig"]["InstanceCount"] == config.training_instance_count == 2
+    assert training["ResourceConfig"]["InstanceType"] == config.training_instance_type
+    assert training["AlgorithmSpecification"]["TrainingImage"] == images.training
+    assert training["AlgorithmSpecification"]["MetricDefinitions"] == metrics_format.METRIC_DEFINITIONS
+    assert training["EnableManagedSpotTraining"] is True
+    assert training["StoppingCondition"]["MaxWaitTimeInSeconds"] >= training["StoppingCondition"]["MaxRuntimeInSeconds"]
+    assert training["CheckpointConfig"]["S3Uri"].startswith(f"s3://{pipeline.values.artifacts_bucket}/checkpoints/")
+    assert training["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    assert "S3OutputPath" in training["ProfilerConfig"]
+
+    evaluate = events.scheduled(SM, "createProcessingJob.sync")[1]
+    model_input = next(i for i in evaluate["ProcessingInputs"] if i["InputName"] == "model")
+    artifacts = f"s3://{pipeline.values.artifacts_bucket}/runs/"
+    assert model_input["S3Input"]["S3Uri"].startswith(artifacts) and model_input["S3Input"]["S3Uri"].endswith("/output/model.tar.gz")
+    assert f"--margin {config.deploy_margin_over_baseline:g}" in evaluate["AppSpecification"]["ContainerEntrypoint"][2]
+
+    model = _only(events.scheduled(SM, "createModel"))
+    assert model["PrimaryContainer"]["Image"] == images.inference
+    assert model["PrimaryContainer"]["ModelDataUrl"] == model_input["S3Input"]["S3Uri"]
+    endpoint_config = _only(events.scheduled(SM, "createEndpointConfig"))
+    variant = _only(endpoint_config["ProductionVariants"])
+    assert variant["InstanceType"] == config.endpoint_instance_type and variant["InitialInstanceCount"] == config.endpoint_min_instances
+    assert endpoint_config["DataCaptureConfig"]["DestinationS3Uri"].startswith(f"s3://{pipeline.values.artifacts_bucket}/datacapture/")
+
+    endpoint = pipeline.sagemaker.describe_endpoint(EndpointName=config.endpoint_name)
+    assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == endpoint_config["EndpointConfigName"]
+    autoscaling = boto3.client("application-autoscaling", region_name=REGION)
+    target = _only(autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"])
+    assert target["ResourceId"] == f"endpoint/{config.endpoint_name}/variant/AllTraffic"
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (config.endpoint_min_instances, config.endpoint_max_instances)
+    policy = _only(autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"])
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == config.endpoint_target_invocations_per_instance
+
+    record = pipeline.serving_record()
+    assert record["accuracy"] == scenario.accuracy and record["model"] == model["ModelName"]
+    assert (
+        record["endpointConfig"] == endpoint_config["EndpointConfigName"]
+        and record["evaluation"]["majority_baseline"] == scenario.majority_baseline
+    )
+    (message,) = pipeline.notifications()
+    assert "deployed model" in message and model["ModelName"] in message
+
+
+def test_second_run_updates_the_endpoint_blue_green(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, synth: Any) -> None:
+    """Real: the Find endpoint -> Update branch on moto's endpoint. Emulated: UpdateEndpoint (Updating -> InService on the new config)."""
+    first = _deployed_run(pipeline, monkeypatch, "run-1")
+    better = Scenario(accuracy=0.5)
+    second = _deployed_run(pipeline, monkeypatch, "run-2", better)
+
+    assert "Update endpoint" in second.entered() and "Create endpoint" not in second.entered()
+    update = _only(second.scheduled(SM, "updateEndpoint"))
+    config_name = _only(second.scheduled(SM, "createEndpointConfig"))["EndpointConfigName"]
+    assert update["EndpointConfigName"] == config_name != _only(first.scheduled(SM, "createEndpointConfig"))["EndpointConfigName"]
+    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    assert update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"] == [
+        {"AlarmName": f"{synth.config.name_prefix}-endpoint-5xx-rollback"}
+    ]
+    # The variant name stays, so the autoscaling target registered by the first run still applies.
+    variants = [_only(_only(h.scheduled(SM, "createEndpointConfig"))["ProductionVariants"])["VariantName"] for h in (first, second)]
+    assert variants == ["AllTraffic", "AllTraffic"]
+    endpoint = pipeline.sagemaker.describe_endpoint(EndpointName=synth.config.endpoint_name)
+    assert endpoint["EndpointConfigName"] == config_name
+    assert pipeline.serving_record()["accuracy"] == better.accuracy
+
+
+def test_given_hyperparameters_skip_tuning(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: input merge and the Choice that skips Tune. Emulated: Prepare/Train/Evaluate succeed."""
+    given = {"lr": "0.002", "batch-size": "32", "epochs": "20", "model": "resnet18"}
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("given-hp", {"hyperparameters": given, "trainingInstanceCount": 3, "deploy": "never"})
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    assert "Tune" not in events.entered() and "Use given hyperparameters" in events.entered()
+    assert events.scheduled(SM, "createHyperParameterTuningJob.sync") == []
+    assert pipeline.sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+    training = _only(events.scheduled(SM, "createTrainingJob.sync"))
+    assert {k: training["HyperParameters"][k] for k in given} == given
+    assert training["ResourceConfig"]["InstanceCount"] == 3
+    # deploy=never: trained and evaluated, nothing deployed.
+    assert "Refused: deploy=never" in events.entered() and events.scheduled(SM, "createModel") == []
+
+
+def _assert_failed_at(described: dict[str, Any], events: History, pipeline: Pipeline, step: str, reason: str) -> None:
+    assert described["status"] == "FAILED"
+    assert described["error"] == "PipelineFailed"
+    assert f"Step {step} failed" in described["cause"] and reason in described["cause"]
+    assert events.entered()[-3:] == [f"{step} failed", "Notify failure", "Run failed"]
+    (message,) = pipeline.notifications()
+    assert f"Step {step} failed" in message and reason in message
+
+
+def test_tuning_failure_notifies_and_fails(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: Catch -> 'Tune failed' -> SNS -> Fail. Emulated: the tuning job ends Failed (.sync -> States.TaskFailed)."""
+    reason = "All training jobs failed: CUDA out of memory"
+    with emulated_sagemaker(monkeypatch, Scenario(tuning_fails=reason)):
+        described, events = pipeline.run("tuning-fails", {})
+    _assert_failed_at(described, events, pipeline, "Tune", reason)
+    assert events.scheduled(SM, "createTrainingJob.sync") == []
+
+
+def test_training_failure_notifies_and_fails(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: Catch -> 'Train failed' -> SNS -> Fail. Emulated: the training job ends Failed."""
+    reason = "AlgorithmError: train.py exited with code 1"
+    with emulated_sagemaker(monkeypatch, Scenario(training_fails=reason)):
+        described, events = pipeline.run("training-fails", {})
+    _assert_failed_at(described, events, pipeline, "Train", reason)
+    assert "Evaluate" not in events.entered()
+
+
+def test_gate_refuses_a_model_not_above_the_baseline(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: the Gate Choice on gate.json from the real pipeline_gate helper. Emulated: evaluation.json's numbers."""
+    with emulated_sagemaker(monkeypatch, Scenario(accuracy=0.28, majority_baseline=0.255)):  # needs 0.305
+        described, events = pipeline.run("weak-model", {})
+    assert described["status"] == "SUCCEEDED"
+    assert events.entered()[-4:] == ["Gate: deploy?", "Refused: not above baseline", "Notify refusal", "Kept the serving model"]
+    assert events.scheduled(SM, "createModel") == []
+    (message,) = pipeline.notifications()
+    assert "did not deploy" in message and "0.28" in message and "0.305" in message
+
+
+def test_gate_refuses_a_model_below_the_serving_one_unless_forced(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: serving/current.json written by one run and read by the next in moto S3. Emulated: evaluation numbers."""
+    _deployed_run(pipeline, monkeypatch, "good", Scenario(accuracy=0.5))
+    pipeline.notifications()
+    with emulated_sagemaker(monkeypatch, Scenario(accuracy=0.45)):
+        described, events = pipeline.run("worse", {})
+        assert described["status"] == "SUCCEEDED" and "Refused: below serving model" in events.entered()
+        assert pipeline.serving_record()["accuracy"] == 0.5
+        described, events = pipeline.run("worse-forced", {"deploy": "force"})
+    assert described["status"] == "SUCCEEDED" and "Update endpoint" in events.entered()
+    assert pipeline.serving_record()["accuracy"] == 0.45
+
+
+def test_endpoint_update_failure_keeps_the_previous_config(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, synth: Any) -> None:
+    """Real: the poll loop's Choice spotting a rollback. Emulated: UpdateEndpoint rolls back (InService on the old config)."""
+    first = _deployed_run(pipeline, monkeypatch, "serving")
+    first_config = _only(first.scheduled(SM, "createEndpointConfig"))["EndpointConfigName"]
+    pipeline.notifications()
+    reason = "Rolled back: alarm invmon-endpoint-5xx-rollback fired during baking"
+    with emulated_sagemaker(monkeypatch, Scenario(accuracy=0.5, update_fails=reason)):
+        described, events = pipeline.run("bad-update", {})
+    assert described["status"] == "FAILED" and described["error"] == "PipelineFailed"
+    assert events.entered()[-4:] == ["Endpoint in service?", "Endpoint update rolled back", "Notify failure", "Run failed"]
+    assert first_config in described["cause"] and reason in described["cause"]
+    endpoint = pipeline.sagemaker.describe_endpoint(EndpointName=synth.config.endpoint_name)
+    assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == first_config
+    assert pipeline.serving_record()["endpointConfig"] == first_config  # the record still names what serves
+    (message,) = pipeline.notifications()
+    assert "rolled back" in message
+
+
+MALFORMED_INPUTS: list[tuple[Any, str]] = [
+    ("retrain please", "not an object"),
+    ([1, 2], "not an object"),
+    ({"deploy": "sometimes"}, "deploy"),
+    ({"trainingInstanceCount": "two"}, "trainingInstanceCount"),
+    ({"trainingInstanceCount": 0}, "trainingInstanceCount"),
+    ({"tuningMaxJobs": 500}, "tuningMaxJobs"),
+    ({"tuningMaxParallelJobs": True}, "tuningMaxParallelJobs"),
+    ({"hyperparameters": "lr=0.1"}, "hyperparameters"),
+    ({"hyperparameters": [{"lr": "0.1"}]}, "hyperparameters"),
+    ({"dataSource": "my-bucket/bins"}, "dataSource"),
+    ({"dataSource": 42}, "dataSource"),
+    ({"tuningMaxJobs": 2, "tuningMaxParallelJobs": 3}, "tuning budget"),
+    ({"trainingInstanceCount": 1.5}, "whole numbers"),
+    ({"tuningMaxJobs": 4.0}, "whole numbers"),
+]
+
+
+def test_malformed_input_fails_at_once(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: the validation Choice/Fail states in moto. Nothing emulated is reached: no task is scheduled."""
+    # One moto set-up for all the cases: creating the state machine is the slow part.
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        for number, (execution_input, field) in enumerate(MALFORMED_INPUTS):
+            described, events = pipeline.run(f"bad-input-{number}", execution_input)
+            case = f"input {execution_input!r}"
+            assert described["status"] == "FAILED", case
+            assert described["error"] == "InvalidExecutionInput", case
+            assert events.entered()[-1] == f"Input rejected: {field}", case
+            name = {"tuning budget": "tuningMaxParallelJobs", "not an object": "JSON object", "whole numbers": "whole numbers"}.get(
+                field, field
+            )
+            assert name in described["cause"], case
+            assert not [e for e in events.events if e["type"] == "TaskScheduled"], f"{case}: a job started"

@@ -10,6 +10,7 @@ import json
 import pytest
 from PIL import Image
 
+from bench.fuzz_handler import jpeg_with_dimensions, png_bomb_header
 from tests.serving.conftest import invoke, rest_event
 from tests.serving.fakes import FakeEndpoint, photo
 
@@ -106,10 +107,12 @@ def test_gif_is_refused() -> None:
 
 
 def test_decompression_bomb_is_refused_before_decoding() -> None:
-    # A PNG header claiming 30000x30000 pixels (900 MP): refused from the header, nothing decoded.
-    out = io.BytesIO()
-    Image.new("1", (30000, 30000)).save(out, format="PNG")
-    _error(413, "image_too_large", rest_event("POST", "/v1/count", out.getvalue(), "image/png"))
+    # PNG and JPEG headers claiming 30000x30000 pixels (900 MP) with almost no data: refused from the header.
+    _error(413, "image_too_large", rest_event("POST", "/v1/count", png_bomb_header(30000, 30000), "image/png"))
+    _error(413, "image_too_large", rest_event("POST", "/v1/count", jpeg_with_dimensions(30000, 30000), "image/jpeg"))
+    # Just above the spec's 40 MP limit, below Pillow's own bomb limit: the spec's check answers.
+    body = _error(413, "image_too_large", rest_event("POST", "/v1/count", png_bomb_header(8000, 6000), "image/png"))
+    assert "8000x6000" in body["error"]["message"]
 
 
 def test_body_over_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,3 +203,15 @@ def test_bad_deployment_setting_is_500_without_traceback(monkeypatch: pytest.Mon
     monkeypatch.delenv("ENDPOINT_NAME")
     body = _error(500, "internal_error", rest_event("POST", "/v1/count", photo(), "image/jpeg"))
     assert "RuntimeError" in body["error"]["message"]
+
+
+def test_metrics_are_emitted_as_emf(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import handler
+
+    monkeypatch.setattr(handler, "METRICS_ENABLED", True)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    status, _, _ = invoke(rest_event("POST", "/v1/count", photo(shade=60), "image/jpeg"))
+    assert status == 200
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    names = {m["Name"] for doc in emf for block in doc["_aws"]["CloudWatchMetrics"] for m in block["Metrics"]}
+    assert {"CountRequests", "ImagesCounted", "NeedsReview", "EndpointLatency"} <= names

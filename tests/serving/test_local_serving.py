@@ -184,3 +184,16 @@ def test_serve_without_a_model_says_what_to_do(tmp_path: Path) -> None:
         [sys.executable, "-m", "local_mode.serve", "--run", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "has no model.pth" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_with_a_broken_model_dir_says_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "model.pth").write_bytes(b"not a state dict")
+    (tmp_path / "model_meta.json").write_text("{}")
+    result = subprocess.run(
+        [sys.executable, "-m", "local_mode.serve", "--model-dir", str(tmp_path), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "cannot load the model" in result.stderr and "Traceback" not in result.stderr, result.stderr

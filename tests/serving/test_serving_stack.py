@@ -184,3 +184,10 @@ def test_iam_auth_mode_uses_sigv4_and_no_key(default_context):
     template.resource_count_is("AWS::ApiGateway::ApiKey", 0)
     assert "ApiKeyId" not in template.find_outputs("*")
     assert Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+
+
+def test_endpoint_call_budget_ends_before_the_function_and_api_gateway(template):
+    function = next(iter(template.find_resources("AWS::Lambda::Function").values()))["Properties"]
+    env = function["Environment"]["Variables"]
+    # Every retry of the endpoint call must fit in the function's timeout, which must end before API Gateway's 29 s.
+    assert float(env["INVOKE_TIMEOUT_SECONDS"]) * int(env["INVOKE_MAX_ATTEMPTS"]) < function["Timeout"] < 29

@@ -14,6 +14,11 @@ from PIL import Image
 from tests.training.conftest import TRAINING_CODE
 
 
+def _labels(folder: Path) -> dict[str, int]:
+    meta = json.loads((folder / "labels.json").read_text())
+    return dict(zip(meta["ids"], meta["counts"], strict=True))
+
+
 def _expected_sizes(n: int) -> tuple[int, int, int]:
     train = round(n * 0.6)
     validation = round(n * 0.8) - train
@@ -134,7 +139,8 @@ class _no_raise:
 
 
 def test_s3_source_unsigned_when_no_credentials(tmp_path: Path, monkeypatch) -> None:
-    """Real: prep's S3 reader, boto3, botocore's retry/unsigned configuration. Emulated: S3 (moto)."""
+    """Real: prep's S3 reader, boto3, botocore's retry/unsigned configuration. Emulated: S3 (moto) and the
+    absence of credentials (the lookup is patched to find none)."""
     from botocore import UNSIGNED
     from moto import mock_aws
 
@@ -148,17 +154,18 @@ def test_s3_source_unsigned_when_no_credentials(tmp_path: Path, monkeypatch) -> 
         import boto3
 
         client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-        client.create_bucket(Bucket="public-bins")
+        client.create_bucket(Bucket="public-bins")  # objects public-read, like aft-vbi-pds: unsigned GETs succeed
         for path in (tmp_path / "bucket").rglob("*.*"):
-            client.put_object(Bucket="public-bins", Key=f"data/{path.parent.name}/{path.name}", Body=path.read_bytes())
+            client.put_object(Bucket="public-bins", Key=f"data/{path.parent.name}/{path.name}", Body=path.read_bytes(), ACL="public-read")
+        # moto puts fake credentials in the environment; make the lookup find none, as on a fresh laptop.
+        monkeypatch.setattr(boto3.session.Session, "get_credentials", lambda self: None)
         source = prep.S3Source("s3://public-bins/data/", workers=4, retries=3)
         assert source.client.meta.config.signature_version is UNSIGNED
-        assert source.client.meta.config.retries["max_attempts"] == 3
+        assert source.client.meta.config.retries == {"total_max_attempts": 4, "mode": "standard"}  # 3 retries after the first try
         summary = prep.prepare("s3://public-bins/data", str(tmp_path / "out"), workers=4)
     assert summary["read"] == 10 and summary["written"] == 10
-    assert sorted(json.loads((tmp_path / "out" / "train" / "labels.json").read_text())["ids"]) == sorted(
-        i for i in labels if i in json.loads((tmp_path / "out" / "train" / "labels.json").read_text())["ids"]
-    )
+    written = {i: c for name in ("train", "validation", "test") for i, c in _labels(tmp_path / "out" / name).items()}
+    assert written == labels
 
 
 def test_runs_as_a_script(damaged_bucket, tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def load_settings() -> Settings:
         max_images_per_request=int(_number("MAX_IMAGES_PER_REQUEST", "8", int, 1, 64)),
         review_confidence_threshold=float(_number("REVIEW_CONFIDENCE_THRESHOLD", "0.5", float, 0.0, 1.0)),
         max_body_bytes=int(_number("MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES), int, 1, 10_000_000)),
-        # API Gateway gives up after 29 s; the endpoint call must end before that to answer a clean 504.
-        invoke_timeout_s=float(_number("INVOKE_TIMEOUT_SECONDS", "20", float, 0.1, 28)),
+        # API Gateway gives up after 29 s: two attempts of 12 s plus preprocessing end before it, with a clean 504.
+        invoke_timeout_s=float(_number("INVOKE_TIMEOUT_SECONDS", "12", float, 0.1, 28)),
         invoke_max_attempts=int(_number("INVOKE_MAX_ATTEMPTS", "2", int, 1, 5)),
     )

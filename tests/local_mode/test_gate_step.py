@@ -1,0 +1,47 @@
+"""The gate step against the local serving record (runs/serving.json): real files, no mocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from local_mode.runner import RunContext, write_json_atomic
+from local_mode.steps import Settings, gate_step
+
+SETTINGS = Settings(
+    classes=(1, 2, 3, 4, 5), deploy_margin=0.05, max_images_per_request=8, review_confidence_threshold=0.5, endpoint_name="x"
+)
+
+
+def _run(tmp_path: Path, run_id: str, accuracy: float, serving: dict | None, deploy: str = "auto") -> dict:
+    runs = tmp_path / "runs"
+    run_dir = runs / run_id
+    write_json_atomic(
+        run_dir / "evaluate" / "_SUCCESS", {"result": {"accuracy": accuracy, "majority_baseline": 0.2}, "duration_s": 1, "finished_at": ""}
+    )
+    if serving is not None:
+        (tmp_path / "model").mkdir(exist_ok=True)
+        write_json_atomic(runs / "serving.json", {"modelDir": str(tmp_path / "model"), **serving})
+    ctx = RunContext(run_id=run_id, run_dir=run_dir, options={"settings": SETTINGS, "deploy": deploy}, log=lambda _: None)
+    (run_dir / "gate").mkdir()
+    result = gate_step.run(ctx, run_dir / "gate")
+    assert json.loads((run_dir / "gate" / "decision.json").read_text()) == result
+    return result
+
+
+def test_first_model_above_baseline_deploys(tmp_path: Path) -> None:
+    assert _run(tmp_path, "r1", 0.6, serving=None)["deploy"] is True
+
+
+def test_a_worse_model_than_the_served_one_is_held_back(tmp_path: Path) -> None:
+    result = _run(tmp_path, "r2", 0.6, serving={"runId": "r1", "accuracy": 0.7})
+    assert result["deploy"] is False and result["serving_run"] == "r1"
+    assert "serving model" in result["reason"]
+
+
+def test_a_run_is_not_judged_against_its_own_earlier_deployment(tmp_path: Path) -> None:
+    assert _run(tmp_path, "r1", 0.6, serving={"runId": "r1", "accuracy": 0.7})["deploy"] is True
+
+
+def test_force_deploys_below_baseline(tmp_path: Path) -> None:
+    assert _run(tmp_path, "r3", 0.1, serving={"runId": "r1", "accuracy": 0.7}, deploy="force")["deploy"] is True
