@@ -35,9 +35,20 @@ COLUMNS: dict[str, list[str]] = {
         "batch1_speedup",
         "max_abs_diff_vs_eager",
     ],
-    "train_throughput": ["model", "image_size", "processes", "threads_per_process", "batch_per_process", "img_s", "img_s_min", "img_s_max"],
+    "train_throughput": [
+        "model",
+        "image_size",
+        "processes",
+        "threads_per_process",
+        "batch_per_process",
+        "img_s",
+        "img_s_min",
+        "img_s_max",
+        "cpu_img_s",
+    ],
     "train_throughput_gpu": ["model", "image_size", "amp", "channels_last", "data_path", "img_s", "img_s_min", "img_s_max"],
     "train_scaling": ["model", "processes", "threads_per_process", "img_s", "speedup_vs_1x1", "efficiency_per_core"],
+    "decision_rules": ["rule", "n", "accuracy", "rmse", "off_by_one", "per_class_recall"],
     "accuracy": ["recipe", "n", "accuracy", "rmse", "rmse_expected", "off_by_one", "majority_baseline", "epochs", "wall_seconds"],
 }
 DOCS = common.ROOT / "docs" / "benchmarks.md"
@@ -67,7 +78,7 @@ def render(name: str, heading: bool = True) -> str:
         f"`{body['command']}` — {body['date']}, {machine.get('cpu_model', '?')}, {machine.get('cpus')} CPUs, "
         f"load {machine.get('load_avg_1m', '?')} (1 min) at the end; `bench/results/{name}.json`\n"
     )
-    columns = COLUMNS["accuracy" if name.startswith("accuracy_") else name]
+    columns = COLUMNS[next((prefix for prefix in ("accuracy", "decision_rules") if name.startswith(prefix)), name)]
     parts = [f"### {name}\n\n{source}" if heading else source, table(body["rows"], columns)]
     if name == "cold_start" and "asset_size_mb" in body:
         parts.append(f"\nAsset size unzipped: {body['asset_size_mb']:.1f} MB. Slowest packages under `import handler` (self time, ms):\n")
@@ -106,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args or [
         *[n for n in ORDER if (common.RESULTS_DIR / f"{n}.json").is_file()],
         *sorted(p.stem for p in common.RESULTS_DIR.glob("accuracy_*.json")),
+        *sorted(p.stem for p in common.RESULTS_DIR.glob("decision_rules*.json")),
     ]
     missing = [n for n in names if not (common.RESULTS_DIR / f"{n}.json").is_file()]
     if missing:

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, train.lr_lambda(args.steps * (args.rounds + 1)))
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         loader, sampler = train.make_loader(split, step_args, rank, world)
-        seconds, images = [], []
+        seconds, cpu_seconds, images = [], [], []
         for round_index in range(args.rounds + 1):  # round 0 warms up (allocator, cuDNN autotune, thread pools)
             generator = train.seed_everything(0, round_index, rank)
             sampler.set_epoch(round_index)
@@ -151,12 +151,13 @@ def run(args: argparse.Namespace) -> list[dict]:
             )
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             train.train_one_epoch(model, batches, optimizer, scheduler, scaler, step_args, device, generator, amp_dtype, world)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if round_index:
                 seconds.append(time.perf_counter() - started)
+                cpu_seconds.append(time.process_time() - started_cpu)
                 images.append(batches.images * world)  # every process runs the same number of equal batches
         rates = [n / s for n, s in zip(images, seconds, strict=True)]
         rows.append(
@@ -173,6 +174,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 "img_s": statistics.median(rates),
                 "img_s_min": min(rates),
                 "img_s_max": max(rates),
+                # This process's CPU time (all its threads): robust to other processes' load with one thread, one process.
+                "cpu_img_s": statistics.median(n / world / c for n, c in zip(images, cpu_seconds, strict=True)),
                 "images_per_round": images[0],
                 "rounds": args.rounds,
                 "data": str(data.relative_to(common.ROOT) if data.is_relative_to(common.ROOT) else data),
@@ -180,7 +183,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         )
         if rank == 0:
             common.print_table(
-                rows[-1:], ["model", "image_size", "device", "processes", "threads_per_process", "img_s", "img_s_min", "img_s_max"]
+                rows[-1:],
+                ["model", "image_size", "device", "processes", "threads_per_process", "img_s", "img_s_min", "img_s_max", "cpu_img_s"],
             )
     return rows
 

@@ -22,6 +22,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS_DIR = ROOT / "runs"
+# Fixed for the demo's trials and training (measured, docs/local-mode.md): on a few thousand synthetic bins and
+# 8 epochs, augmentation and label smoothing slow learning more than they prevent overfitting. --set overrides.
+DEMO_FIXED = ("epochs=8", "augment=off", "label-smoothing=0")
 # Flags that may change on --resume: they do not change what a step writes.
 RESUMABLE_FLAGS = ("keep_serving", "runs_dir", "resume")
 
@@ -36,10 +39,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--source", type=Path, default=None, help="folder laid out like the bucket (bin-images/, metadata/); default: synthetic bins"
     )
     data.add_argument("--file-list", type=Path, default=None, help="JSON list of ids to use from --source (Udacity file_list.json format)")
-    data.add_argument("--bins", type=int, default=1500, help="number of synthetic bins to generate when no --source is given")
+    data.add_argument("--bins", type=int, default=4000, help="number of synthetic bins to generate when no --source is given")
     data.add_argument("--max-images", type=int, default=0, help="use at most this many photos from --source (0: all)")
     tune = parser.add_argument_group("tune and train")
-    tune.add_argument("--trials", type=int, default=4, help="tuning trials (train.py runs)")
+    tune.add_argument("--trials", type=int, default=2, help="tuning trials (train.py runs)")
     tune.add_argument("--parallel-trials", type=int, default=2, help="trials run at once, one torch thread each (2 suits 2 cores)")
     tune.add_argument(
         "--space", choices=("demo", "full"), default="demo", help="search space: the CPU-sized demo space or the SageMaker one"
@@ -48,9 +51,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--set",
         dest="fixed",
         action="append",
-        default=[],
+        default=list(DEMO_FIXED),
         metavar="NAME=VALUE",
-        help="fix a hyperparameter for every trial and the final training (e.g. --set epochs=2); repeatable",
+        help=f"fix a hyperparameter for every trial and the final training; repeatable, a later one wins (default: {' '.join(DEMO_FIXED)})",
     )
     tune.add_argument("--nodes", type=int, choices=(1, 2), default=1, help="emulated training instances (torchrun processes, --nnodes)")
     tune.add_argument("--nproc-per-node", type=int, default=2, help="training processes per node (gloo on CPU)")
@@ -123,7 +126,12 @@ def _resolve_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> t
         run_dir = candidate.resolve() if candidate.is_dir() else runs_dir / args.resume
         if not (run_dir / OPTIONS).is_file():
             raise UsageError(f"--resume {args.resume}: no run there (looked for {run_dir / OPTIONS}). Give a run id from {runs_dir}")
-        return run_dir.name, run_dir, json.loads((run_dir / OPTIONS).read_text())
+        try:
+            saved = json.loads((run_dir / OPTIONS).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise UsageError(f"--resume {args.resume}: {run_dir / OPTIONS} cannot be read ({error}); start a new run") from None
+        # Options added to the runner after the run started take their defaults.
+        return run_dir.name, run_dir, {**_options(parser.parse_args([])), **saved}
     options = _options(args)
     _check_numbers(options)
     run_id = args.run_id or f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -165,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"error: cannot create the run folder ({error}): pick a writable --runs-dir", file=sys.stderr)
+        return 2
     print(f"Run {run_id}: {run_dir}")
     waiting = False  # True once every step is done and --keep-serving is only waiting for Ctrl-C
     ctx = RunContext(run_id=run_id, run_dir=run_dir, options={**options, "settings": settings})
@@ -179,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"\nerror: {error}", file=sys.stderr)
         return 2
-    except StepFailed as error:
+    except (StepFailed, OSError) as error:
+        # OSError: a full disk or a port in use; the step is not marked done, so --resume retries it.
         print(f'\nerror: {error}\nFix the cause, then finish the run with: make demo ARGS="--resume {run_id}"', file=sys.stderr)
         return 1
     except KeyboardInterrupt:

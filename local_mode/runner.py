@@ -147,10 +147,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def stop_process_group(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGINT the child's process group (torchrun passes it on to its workers), then SIGKILL if it lingers."""
+    """SIGINT the child's process group (torchrun passes it on to its workers), then SIGTERM, then SIGKILL if it lingers."""
     if process.poll() is not None:
         return
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGKILL, 5.0)):
+    # SIGTERM too: a child started from a background shell may have SIGINT ignored.
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         try:

@@ -342,15 +342,30 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     checkpoint_dir = Path(args.checkpoint_dir)
+    if rank == 0:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)  # fail before the first epoch, not after it
     state = load_newest_checkpoint(checkpoint_dir) if rank == 0 else None
     if world > 1:  # rank 0 reads, everyone gets the same state (other nodes may not share the folder)
         box = [state]
         dist.broadcast_object_list(box, src=0)
         state = box[0]
     start_epoch, history = 1, []
+    run_identity = {
+        "model": args.model,
+        "head": args.head,
+        "image_size": args.image_size,
+        "classes": classes,
+        "seed": args.seed,
+        "epochs": args.epochs,
+    }
+    if state is not None and state.get("run") != run_identity:
+        raise ValueError(
+            f"{checkpoint_dir} holds a checkpoint of another run ({state.get('run')}, this run is {run_identity}): "
+            "resuming it would mix two trainings; give this run an empty --checkpoint-dir"
+        )
     if state is not None:
         net.load_state_dict(state["model"])
-        pass
+        optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -370,6 +385,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         if rank == 0:
             print(metrics_format.format_metrics(metrics), flush=True)
             checkpoint = {
+                "run": run_identity,
                 "epoch": epoch,
                 "model": net.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -432,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except (dataset.DataError, ValueError) as error:
         logger.error("%s", error)
+        return 2
+    except OSError as error:  # e.g. /opt/ml/checkpoints not writable on a laptop
+        logger.error("%s: check the folder arguments (--checkpoint-dir, --model-dir, --output-data-dir)", error)
         return 2
     return 0
 

@@ -254,7 +254,8 @@ class PipelineDefinition(Construct):
             result_selector={"arn.$": "$.EndpointArn"},
             result_path="$.deployed.endpoint",
         )
-        start_polls = sfn.Pass(self, "Start endpoint polls", result=sfn.Result.from_object({"count": 0}), result_path="$.poll")
+        # count = DescribeEndpoint checks made once "Check endpoint" has run; at most ENDPOINT_MAX_POLLS.
+        start_polls = sfn.Pass(self, "Start endpoint polls", result=sfn.Result.from_object({"count": 1}), result_path="$.poll")
         wait = sfn.Wait(self, "Wait for endpoint", time=sfn.WaitTime.duration(Duration.seconds(ENDPOINT_POLL_SECONDS)))
         check_endpoint = self._task(
             "Check endpoint", "aws-sdk:sagemaker:describeEndpoint", {"EndpointName": cfg.endpoint_name}, result_path="$.endpoint"

@@ -1,8 +1,8 @@
 """serve: the Model -> EndpointConfig -> endpoint steps' twin, on localhost.
 
 When the gate deploys, this run's model is served and recorded in runs/serving.json (the local "current
-endpoint model"); when it holds back, the model recorded there keeps serving, as the real endpoint keeps
-its old model. The servers run in this process; they stop when the demo exits (--keep-serving waits).
+endpoint model", one per data source); when it holds back, the model recorded there for the same data
+keeps serving, as the real endpoint keeps its old model. The servers run in this process; they stop when the demo exits (--keep-serving waits).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local_mode.runner import RunContext, write_json_atomic
-from local_mode.steps.gate_step import SERVING_RECORD, serving_record
+from local_mode.runner import RunContext
+from local_mode.steps.gate_step import serving_record, source_key, write_record
 
 
 def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
@@ -33,11 +33,13 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
             "hyperparameters": train["hyperparameters"],
             "deployedAt": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        write_json_atomic(runs_dir / SERVING_RECORD, record)
+        write_record(runs_dir, source_key(ctx.options), record)
     else:
-        record = serving_record(runs_dir)
+        record = serving_record(runs_dir, source_key(ctx.options))
         if record is None:
-            ctx.log("The gate held this model back and no earlier model is deployed: nothing to serve (--deploy force serves it anyway).")
+            ctx.log(
+                "The gate held this model back and no earlier model for this data is deployed: nothing to serve (--deploy force serves it)."
+            )
             return {"served_run": None, "api_url": None, "curl": None}
         ctx.log(f"The gate held this model back: serving the deployed model of run {record['runId']} instead.")
     stack = start_local_stack(

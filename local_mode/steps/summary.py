@@ -52,12 +52,12 @@ def print_summary(summary: dict[str, Any], *, keep_serving: bool, out: Any = pri
     for figure in summary["figures"]:
         out(f"  figure            {figure}")
     out(f"  model             {summary['model_tar']}")
-    for name, seconds in summary["durations_s"].items():
-        out(f"  {name:<17} {seconds:7.1f} s")
+    out("  step durations    " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["durations_s"].items()))
     if summary["api_url"]:
-        state = (
-            "running until Ctrl-C" if keep_serving else "stopped at exit (--keep-serving keeps it; `make serve RUN=...` serves it again)"
-        )
-        out(f"  local API         {summary['api_url']} ({state})")
+        out(f"  local API         {summary['api_url']}/v1/count (x-api-key header)")
         out(f"  try               {summary['curl']}")
+        if keep_serving:
+            out("                    the servers run until Ctrl-C")
+        else:
+            out(f"                    the servers stop when the demo exits: `make serve RUN={summary['run_dir']}` serves the model again")
     out(f"  summary           {summary['run_dir']}/summary.json")

@@ -151,3 +151,18 @@ def test_report_rewrites_only_marked_blocks(tmp_path: Path, results_in_tmp: Path
     text = docs.read_text()
     assert "STALE-TABLE" not in text and "| as shipped | 3 | 412 |" in text and "`python -m bench.cold_start`" in text
     assert "kept" in text and text.startswith("intro\n")  # no result file for model_latency: left alone
+
+
+def test_decision_rules_score_argmax_and_expected_count() -> None:
+    import numpy as np
+
+    from bench import decision_rules
+
+    classes = [1, 2, 3]
+    # Photo 0 (true 1): argmax 1, expected 0.5*1 + 0.5*3 -> 2. Photo 1 (true 3): both rules say 3.
+    probs = np.array([[0.5, 0.0, 0.5], [0.1, 0.1, 0.8]])
+    rows = decision_rules.score_rules(probs, np.array([0, 2]), classes, None)
+    by_rule = {r["rule"]: r for r in rows}
+    assert set(by_rule) == {"argmax", "expected"}
+    assert by_rule["argmax"]["accuracy"] == 1.0 and by_rule["argmax"]["rmse"] == 0.0
+    assert by_rule["expected"]["accuracy"] == 0.5 and by_rule["expected"]["rmse"] == pytest.approx((1 / 2) ** 0.5)

@@ -21,8 +21,13 @@ def _run(tmp_path: Path, run_id: str, accuracy: float, serving: dict | None, dep
     )
     if serving is not None:
         (tmp_path / "model").mkdir(exist_ok=True)
-        write_json_atomic(runs / "serving.json", {"modelDir": str(tmp_path / "model"), **serving})
-    ctx = RunContext(run_id=run_id, run_dir=run_dir, options={"settings": SETTINGS, "deploy": deploy}, log=lambda _: None)
+        (tmp_path / "model" / "model.pth").write_bytes(b"weights")
+        records = {"synthetic (seed 1, 100 bins)": {"modelDir": str(tmp_path / "model"), **serving}}
+        # A model deployed from other data must not count: its accuracy was measured on another test set.
+        records["/data/other"] = {"modelDir": str(tmp_path / "model"), "runId": "other", "accuracy": 0.99}
+        write_json_atomic(runs / "serving.json", records)
+    options = {"settings": SETTINGS, "deploy": deploy, "source": None, "seed": 1, "bins": 100}
+    ctx = RunContext(run_id=run_id, run_dir=run_dir, options=options, log=lambda _: None)
     (run_dir / "gate").mkdir()
     result = gate_step.run(ctx, run_dir / "gate")
     assert json.loads((run_dir / "gate" / "decision.json").read_text()) == result
@@ -41,6 +46,12 @@ def test_a_worse_model_than_the_served_one_is_held_back(tmp_path: Path) -> None:
 
 def test_a_run_is_not_judged_against_its_own_earlier_deployment(tmp_path: Path) -> None:
     assert _run(tmp_path, "r1", 0.6, serving={"runId": "r1", "accuracy": 0.7})["deploy"] is True
+
+
+def test_a_record_without_a_model_counts_as_nothing_deployed(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "serving.json").write_text(json.dumps({"synthetic (seed 1, 100 bins)": {"runId": "r0", "accuracy": 0.9}}))
+    assert _run(tmp_path, "r4", 0.6, serving=None)["serving_run"] is None
 
 
 def test_force_deploys_below_baseline(tmp_path: Path) -> None:

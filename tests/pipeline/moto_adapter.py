@@ -90,6 +90,7 @@ class Scenario:
     accuracy: float = 0.46
     majority_baseline: float = 0.255
     update_fails: str | None = None  # the endpoint update rolls back with this reason
+    endpoint_stuck: bool = False  # a new endpoint stays Creating forever
 
 
 class EmulatedSageMaker:
@@ -176,7 +177,7 @@ class EmulatedSageMaker:
     def on_describe_endpoint(self, name: str) -> None:
         """The first Describe after Create/Update sees Creating/Updating; the next one the outcome."""
         endpoint = self.backend.endpoints.get(name)
-        if endpoint is None or endpoint.endpoint_status not in ("Creating", "Updating"):
+        if endpoint is None or endpoint.endpoint_status not in ("Creating", "Updating") or self.scenario.endpoint_stuck:
             return
         seen = self.polls[f"endpoint:{name}"] = self.polls.get(f"endpoint:{name}", 0) + 1
         if seen < 2:

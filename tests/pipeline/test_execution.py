@@ -20,7 +20,7 @@ import search_space
 from moto import mock_aws
 
 from infra.pipeline.images import resolve_images
-from infra.pipeline.settings import FILE_LIST_PATH
+from infra.pipeline.settings import ENDPOINT_MAX_POLLS, ENDPOINT_POLL_SECONDS, FILE_LIST_PATH
 from tests.pipeline.moto_adapter import REGION, History, Scenario, emulated_sagemaker, history, run_execution
 from tests.pipeline.render import ACCOUNT, RenderValues
 
@@ -287,6 +287,17 @@ def test_endpoint_update_failure_keeps_the_previous_config(pipeline: Pipeline, m
     assert pipeline.serving_record()["endpointConfig"] == first_config  # the record still names what serves
     (message,) = pipeline.notifications()
     assert "rolled back" in message
+
+
+def test_endpoint_that_never_comes_up_fails_after_bounded_polls(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: the Wait -> Check -> Choice -> count loop and its bound. Emulated: the endpoint stays Creating; Wait time."""
+    with emulated_sagemaker(monkeypatch, Scenario(endpoint_stuck=True)) as world:
+        described, events = pipeline.run("stuck-endpoint", {})
+    assert described["status"] == "FAILED"
+    assert events.entered()[-3:] == ["Endpoint not in service in time", "Notify failure", "Run failed"]
+    assert events.entered().count("Check endpoint") == ENDPOINT_MAX_POLLS
+    assert world.waited_seconds == [ENDPOINT_POLL_SECONDS] * ENDPOINT_MAX_POLLS
+    assert f"still Creating after {ENDPOINT_MAX_POLLS} checks" in described["cause"]
 
 
 MALFORMED_INPUTS: list[tuple[Any, str]] = [

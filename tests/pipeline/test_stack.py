@@ -3,6 +3,7 @@ and the rendered definition checked by asl-validator and the template by cfn-lin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -166,11 +167,16 @@ def test_serverless_endpoint_cpu_training_and_email(tmp_path: Path) -> None:
 
 
 def test_code_asset_is_the_deterministic_tarball_and_reaches_the_jobs(synth: Synth, rendered_definition: str) -> None:
-    from infra.pipeline.code_asset import build_tarball
-
-    asset = synth.pipeline.node.find_child("TrainingCode").asset
+    code = synth.pipeline.node.find_child("TrainingCode")
+    asset = code.asset
     staged = Path(synth.app.synth().directory) / asset.asset_path
-    assert staged.read_bytes() == build_tarball()  # what CDK uploads is what we built, byte for byte
+    # What CDK uploads is the tarball we built at synth, byte for byte (test_code_asset.py shows it is deterministic).
+    assert staged.read_bytes() == code.tarball.read_bytes()
+    assert (
+        hashlib.sha256(code.tarball.read_bytes())
+        .hexdigest()
+        .startswith(code.tarball.name.removeprefix("sourcedir-").removesuffix(".tar.gz"))
+    )
     url = f"s3://cdk-hnb659fds-assets-123456789012-us-east-1/{asset.asset_hash}.gz"
     states = json.loads(rendered_definition)["States"]
     assert states["Apply defaults"]["Parameters"]["fixed"]["sagemakerHp"]["sagemaker_submit_directory"] == url

@@ -114,6 +114,12 @@ def test_a_cut_short_checkpoint_falls_back_to_the_previous_one(prepared: Path, t
     assert state is not None and state["epoch"] == 1
 
 
+def test_a_checkpoint_of_another_run_is_refused(prepared: Path, tmp_path: Path, caplog) -> None:
+    assert train.main([*channel_args(prepared, tmp_path), *TINY, "--epochs", "2", "--stop-after-epochs", "1"]) == 0
+    assert train.main([*channel_args(prepared, tmp_path), *TINY, "--epochs", "2", "--head", "classic"]) == 2
+    assert "holds a checkpoint of another run" in caplog.text and "empty --checkpoint-dir" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
