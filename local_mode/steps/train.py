@@ -36,6 +36,18 @@ def torchrun_command(nodes: int, nproc: int, node_rank: int, port: int) -> list[
     return [*launcher, "--nnodes", str(nodes), "--node_rank", str(node_rank), "--master_addr", "127.0.0.1", "--master_port", str(port)]
 
 
+def _split_batch(hyperparameters: dict[str, Any], world: int) -> dict[str, str]:
+    """Keep the tuned trial's global batch: train.py's --batch-size is per process, and the trial ran one process.
+
+    With twice the batch the final training takes half the optimizer steps per epoch: measured on the
+    demo's defaults, test accuracy fell from the trials' ~78 % to 71 %. A batch that does not divide is kept.
+    """
+    batch = int(hyperparameters.get("batch-size", 0) or 0)
+    if world <= 1 or batch < world or batch % world:
+        return {}
+    return {"batch-size": str(batch // world)}
+
+
 def write_model_tar(model_dir: Path, target: Path) -> None:
     """`tar czf model.tar.gz -C MODEL_DIR .`, written to a temporary name first."""
     partial = target.with_name(target.name + ".partial")
@@ -56,8 +68,12 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     nodes, nproc = options["nodes"], options["nproc_per_node"]
     threads = max(1, cpu_threads() // (nodes * nproc))
     hosts = [f"algo-{i + 1}" for i in range(nodes)]
-    train_args = [*search_space.to_cli_args(hyperparameters), "--model-version", f"local-{ctx.run_id}"]
+    world = nodes * nproc
+    per_process = _split_batch(hyperparameters, world)
+    train_args = [*search_space.to_cli_args({**hyperparameters, **per_process}), "--model-version", f"local-{ctx.run_id}"]
     ctx.log(f"{nodes} node(s) x {nproc} process(es), {threads} thread(s) each; hyperparameters {hyperparameters}")
+    if per_process:
+        ctx.log(f"batch-size {hyperparameters['batch-size']} (the trial's, one process) = {world} processes x {per_process['batch-size']}")
 
     bar = tqdm(total=int(hyperparameters["epochs"]), desc="epochs", unit="epoch", dynamic_ncols=True)
 
@@ -108,6 +124,7 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
         "hyperparameters": hyperparameters,
         "nodes": nodes,
         "nproc_per_node": nproc,
+        "batch_size_per_process": int((per_process or hyperparameters).get("batch-size", 0)) or None,
         "train_report_accuracy": report.get("accuracy"),
     }
 
