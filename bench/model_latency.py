@@ -23,6 +23,7 @@ are close to what an idle core gives, whatever else the shared machine is doing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import warnings
@@ -201,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         repeats = args.repeats
     torch.set_num_threads(args.threads)
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if args.threads > 1 and load > cpus:
+        # Measured here: at load 5-9 on 2 cores, 2-thread eager torch ran 10-100x slower than 1 thread.
+        print(
+            f"note: load average {load:.1f} on {cpus} CPUs: multi-threaded torch figures will be dominated by contention; try --threads 1"
+        )
     rows = []
     for name in names:
         rows += measure_model(name, variants, args.threads, repeats, args.image_size)

@@ -90,6 +90,9 @@ def collect(recipe: str, run_dir: Path, wall_seconds: float | None, threads: int
         "wall_seconds": wall_seconds,
         "threads": threads,
         "meets_target": evaluation["accuracy"] >= TARGET["accuracy"] and evaluation["rmse"] <= TARGET["rmse"],
+        # What the run itself recorded (model_meta.json), to check a collected run against the recipe.
+        "trained_with": {"architecture": meta.get("architecture"), "image_size": meta.get("image_size"), **meta.get("hyperparameters", {})},
+        "model_version": meta.get("model_version"),
     }
 
 
@@ -136,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     except (common.BenchError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    command_text = "(cd training_code && " + shlex.join(train_command(args.recipe, PREPARED, RUNS / args.recipe)) + ")"
+    if args.collect is None:
+        command_text = "(cd training_code && " + shlex.join(train_command(args.recipe, PREPARED, RUNS / args.recipe)) + ")"
+    else:  # scored from a run made elsewhere: say so, the run's own settings are in trained_with
+        command_text = common.command_line("bench.real_data_accuracy", argv)
     path = common.write_result(
         f"accuracy_{args.recipe}", command_text, [row], {"anchors": ANCHORS, "target": TARGET, "prepared": str(PREPARED)}
     )

@@ -88,7 +88,7 @@ def render(name: str, heading: bool = True) -> str:
     if name.startswith("accuracy_"):
         row = body["rows"][0]
         parts.append(
-            f"\nPer-class recall: {row['per_class_recall']}; confusion matrix (rows = true 1..5, columns = predicted): {row['confusion_matrix']}"
+            f"\nPer-class recall: {', '.join(f'{c}: {v:.3f}' for c, v in row['per_class_recall'].items())}; confusion matrix (rows = true 1..5, columns = predicted): {row['confusion_matrix']}"
         )
     return "\n".join(parts) + "\n"
 

@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json_out:
             args.json_out.write_text(json.dumps(rows, indent=2) + "\n")
         name = "train_throughput" if args.device == "cpu" else "train_throughput_gpu"
-        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # Under bench/train_scaling.py (--json-out) the rows are its input, not this benchmark's result file.
+        if args.json_out is None and int(os.environ.get("WORLD_SIZE", "1")) == 1:
             path = common.write_result(name, common.command_line("bench.train_throughput", argv), rows)
             print(f"wrote {common.display(path)}")
     return 0

@@ -260,11 +260,22 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+def _is_gpu_instance(instance_type: str) -> bool:
+    return instance_type.split(".")[1].startswith(("g", "p"))
+
+
 def _cross_checks(cfg: AppConfig) -> None:
     """Rules that relate two keys."""
     if cfg.use_spot and cfg.max_wait_seconds < cfg.max_runtime_seconds:
         raise _fail(
             "maxWaitSeconds", cfg.max_wait_seconds, f"must be at least maxRuntimeSeconds ({cfg.max_runtime_seconds}) when useSpot is true"
+        )
+    if cfg.training_instance_count > 1 and not _is_gpu_instance(cfg.training_instance_type):
+        # The PyTorch DLC starts torchrun across instances only on GPU instances (DESIGN.md).
+        raise _fail(
+            "trainingInstanceCount",
+            cfg.training_instance_count,
+            f"multi-instance training needs a GPU trainingInstanceType (ml.g*/ml.p*), not {cfg.training_instance_type}: use 1 instance or a GPU type",
         )
     if cfg.tuning_max_parallel_jobs > cfg.tuning_max_jobs:
         raise _fail("tuningMaxParallelJobs", cfg.tuning_max_parallel_jobs, f"must not exceed tuningMaxJobs ({cfg.tuning_max_jobs})")

@@ -118,6 +118,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def init_distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device) from torchrun's environment; one process without it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    hosts = json.loads(os.environ.get("SM_HOSTS", "[]"))
+    if len(hosts) > 1 and world == 1:
+        # Several SageMaker instances but no torchrun: each would train alone on the full data.
+        raise SystemExit(
+            f"train.py: SM_HOSTS lists {len(hosts)} instances but WORLD_SIZE is not set: launch it with torchrun "
+            "(hyperparameter sagemaker_torch_distributed_enabled=true, GPU instances) or use one instance"
+        )
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":

@@ -101,6 +101,10 @@ def test_bad_value_names_key_value_and_rule(default_context, key, value, message
 
 CROSS_RULES = [
     (
+        {"trainingInstanceCount": 2, "trainingInstanceType": "ml.m5.xlarge"},
+        "'trainingInstanceCount' = 2 is invalid: multi-instance training needs a GPU trainingInstanceType (ml.g*/ml.p*), not ml.m5.xlarge",
+    ),
+    (
         {"useSpot": True, "maxRuntimeSeconds": 7200, "maxWaitSeconds": 3600},
         "'maxWaitSeconds' = 3600 is invalid: must be at least maxRuntimeSeconds (7200) when useSpot is true",
     ),

@@ -149,7 +149,13 @@ def test_serverless_endpoint_cpu_training_and_email(tmp_path: Path) -> None:
     from tests.pipeline.render import render_definition
 
     synth = synth_app(
-        {"endpointMode": "serverless", "trainingInstanceType": "ml.m5.2xlarge", "alarmEmail": "ops@example.com", "useSpot": False},
+        {
+            "endpointMode": "serverless",
+            "trainingInstanceType": "ml.m5.2xlarge",
+            "trainingInstanceCount": 1,
+            "alarmEmail": "ops@example.com",
+            "useSpot": False,
+        },
         nag=False,
     )
     (subscription,) = _resources(synth.template, "AWS::SNS::Subscription").values()

@@ -177,3 +177,11 @@ def test_heads_and_local_pretrained_weights(tmp_path: Path) -> None:
         models.build_backbone("resnet18", 5, pretrained_weights=tmp_path / "mobilenet_v3_small.pth")
     with pytest.raises(ValueError, match="does not exist"):
         models.build_backbone("resnet18", 5, pretrained_weights=tmp_path / "missing.pth")
+
+
+def test_several_instances_without_torchrun_are_refused(monkeypatch) -> None:
+    # Two SageMaker hosts but no torchrun environment: each instance would train alone; refuse instead.
+    monkeypatch.setenv("SM_HOSTS", '["algo-1", "algo-2"]')
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(SystemExit, match="SM_HOSTS lists 2 instances but WORLD_SIZE is not set: launch it with torchrun"):
+        train.init_distributed()
