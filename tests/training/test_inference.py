@@ -111,3 +111,17 @@ def test_a_larger_photo_is_stretched_not_cropped() -> None:
     photo.save(buffer, format="PNG")
     array = inference.input_fn(buffer.getvalue(), "image/png")
     assert array[0, :, -3:, 0].mean() > 200
+
+
+def test_cpu_serving_uses_frozen_torchscript_with_the_eager_outputs(trained: Path, monkeypatch) -> None:
+    import torch
+
+    frozen = inference.load_model(trained / "model")
+    monkeypatch.setenv(inference.TORCHSCRIPT_ENV, "0")
+    eager = inference.load_model(trained / "model")
+    assert isinstance(frozen.model, torch.jit.ScriptModule) and not isinstance(eager.model, torch.jit.ScriptModule)
+    batch = np.random.default_rng(0).integers(0, 256, size=(3, 224, 224, 3), dtype=np.uint8)  # batch size differs from the trace's 1
+    got, want = inference.predict_fn(batch, frozen), inference.predict_fn(batch, eager)
+    for a, b in zip(got["predictions"], want["predictions"], strict=True):
+        assert a["count"] == b["count"]
+        assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) < 1e-4
