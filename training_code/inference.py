@@ -72,6 +72,8 @@ def freeze_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
         with torch.no_grad(), warnings.catch_warnings():
             # torch >= 2.10 marks TorchScript deprecated; it is still what serves fastest here, and any failure falls back to eager.
             warnings.simplefilter("ignore", DeprecationWarning)
+            # The model's resize branch depends only on the input size, which input_fn fixes at 224.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             return torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
     except Exception as error:  # an architecture TorchScript cannot trace still serves, eagerly
         logger.warning("serving the eager model: TorchScript tracing failed (%s)", error)
