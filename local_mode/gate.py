@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from infra.pipeline.container.pipeline_gate import required_accuracy
+
 DEPLOY_MODES = ("auto", "force", "never")
 
 
@@ -44,8 +46,8 @@ def decide(
     if mode not in DEPLOY_MODES:
         raise ValueError(f"deploy mode {mode!r} is invalid: expected one of {', '.join(DEPLOY_MODES)}")
     accuracy = _fraction("accuracy", accuracy)
-    # Rounded as infra/pipeline/container/pipeline_gate.py rounds `required_accuracy`, so both gates agree at the edge.
-    threshold = round(_fraction("majority_baseline", majority_baseline) + _fraction("margin", margin), 6)
+    # The threshold the pipeline's Evaluate job computes for its Gate state: one definition for both.
+    threshold = required_accuracy(_fraction("majority_baseline", majority_baseline), _fraction("margin", margin))
     if serving_accuracy is not None:
         serving_accuracy = _fraction("serving_accuracy", serving_accuracy)
 

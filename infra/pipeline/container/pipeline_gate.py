@@ -28,6 +28,11 @@ def _fraction(report: dict, key: str) -> float:
     return float(value)
 
 
+def required_accuracy(majority_baseline: float, margin: float) -> float:
+    """The one threshold rule, shared with the local gate (local_mode/gate.py): baseline + margin, 6 places."""
+    return round(majority_baseline + margin, 6)
+
+
 def gate_numbers(report: dict, margin: float) -> dict:
     if not isinstance(report, dict):
         raise GateInputError("evaluation.json must hold a JSON object")
@@ -39,7 +44,7 @@ def gate_numbers(report: dict, margin: float) -> dict:
         "accuracy": accuracy,
         "majority_baseline": baseline,
         "margin": margin,
-        "required_accuracy": round(baseline + margin, 6),
+        "required_accuracy": required_accuracy(baseline, margin),
         "n": report.get("n"),
     }
 
