@@ -16,9 +16,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from local_mode.background_server import BackgroundHTTPServer
 
 BINARY_MEDIA_TYPES = ("image/jpeg", "image/png")
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
@@ -138,28 +140,20 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - stdlib naming
 
 
-class ApiServer:
+class ApiServer(BackgroundHTTPServer):
     """A running local API: `.url` (the base URL; routes are /v1/count and /v1/health), `.api_key`, `.close()`."""
 
     def __init__(
         self, lambda_handler: LambdaHandler, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0, verbose: bool = False
     ):
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
         self.api_key = api_key or secrets.token_urlsafe(24)
-        self._server.api_key = self.api_key  # type: ignore[attr-defined]
-        self._server.lambda_handler = lambda_handler  # type: ignore[attr-defined]
-        self._server.lock = threading.Lock()  # type: ignore[attr-defined]
-        self._server.verbose = verbose  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(
+            _Handler,
+            host,
+            port,
+            name="local-api",
+            api_key=self.api_key,
+            lambda_handler=lambda_handler,
+            lock=threading.Lock(),
+            verbose=verbose,
+        )

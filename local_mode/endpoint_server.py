@@ -17,10 +17,11 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Protocol
 
+from local_mode.background_server import BackgroundHTTPServer
 from local_mode.paths import add_training_code
 
 # SageMaker's real-time payload limit.
@@ -149,32 +150,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(document).encode(), "application/x-amz-json-1.1")
 
 
-class EndpointServer:
+class EndpointServer(BackgroundHTTPServer):
     """A running local endpoint: `.url` (for AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME), `.close()`."""
 
     def __init__(self, predictor: Predictor, endpoint_name: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
-        self._server.state = _State(predictor=predictor, endpoint_name=endpoint_name)  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-endpoint", daemon=True)
-        self._thread.start()
+        super().__init__(_Handler, host, port, name="local-endpoint", state=_State(predictor=predictor, endpoint_name=endpoint_name))
         self.endpoint_name = endpoint_name
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> EndpointServer:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def start_endpoint_server(model_dir: str | Path, endpoint_name: str, host: str = "127.0.0.1", port: int = 0) -> EndpointServer:

@@ -14,12 +14,13 @@ import contextlib
 import io
 import json
 import struct
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from PIL import Image
+
+from local_mode.background_server import BackgroundHTTPServer
 
 ENDPOINT_NAME = "test-count-endpoint"
 CLASSES = [1, 2, 3, 4, 5]
@@ -46,7 +47,7 @@ def prediction_for(pixels: bytes) -> dict[str, Any]:
     return {"count": count, "confidence": confidence, "probabilities": probabilities}
 
 
-class FakeEndpoint:
+class FakeEndpoint(BackgroundHTTPServer):
     """mode: ok | model_error | throttle | slow | garbage | not_deployed | not_ready. status: DescribeEndpoint's."""
 
     def __init__(self) -> None:
@@ -117,19 +118,7 @@ class FakeEndpoint:
                     pixels = [body[len(body) - size * shape[0] + i * size :][:size] for i in range(shape[0])]
                     self._reply(200, {"predictions": [prediction_for(p) for p in pixels], "model_version": "fake-7", "classes": CLASSES})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler, name="fake-endpoint")
 
 
 def photo(fmt: str = "JPEG", size: tuple[int, int] = (320, 240), shade: int = 200) -> bytes:
