@@ -30,6 +30,20 @@ from PIL import Image, ImageOps
 
 from bench import common
 
+# The table's columns, here and in docs/benchmarks.md (bench/report.py).
+COLUMNS = [
+    "set",
+    "path",
+    "photos",
+    "median_pixels",
+    "median_ms",
+    "median_cpu_ms",
+    "p90_ms",
+    "speedup_vs_naive",
+    "cpu_speedup_vs_naive",
+    "mean_abs_diff_vs_naive",
+]
+
 SYNTHETIC_SIZE = (1000, 800)
 ABID_224_SAMPLE = 100
 
@@ -151,18 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for name, photos in sets if photos for row in measure_set(name, photos, paths, repeats)]
     common.print_table(
         rows,
-        [
-            "set",
-            "path",
-            "photos",
-            "median_pixels",
-            "median_ms",
-            "median_cpu_ms",
-            "p90_ms",
-            "speedup_vs_naive",
-            "cpu_speedup_vs_naive",
-            "mean_abs_diff_vs_naive",
-        ],
+        COLUMNS,
     )
     path = common.write_result(
         "preprocess_latency", common.command_line("bench.preprocess_latency", argv), rows, {"repeats": repeats, "target_median_ms": 5.0}

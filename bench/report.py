@@ -10,31 +10,12 @@ import re
 import sys
 from typing import Any
 
-from bench import common
+from bench import common, model_latency, preprocess_latency
 
 COLUMNS: dict[str, list[str]] = {
-    "preprocess_latency": [
-        "set",
-        "path",
-        "photos",
-        "median_pixels",
-        "median_ms",
-        "median_cpu_ms",
-        "p90_ms",
-        "speedup_vs_naive",
-        "mean_abs_diff_vs_naive",
-    ],
+    "preprocess_latency": preprocess_latency.COLUMNS,
     "cold_start": ["case", "runs", "import_ms", "import_cpu_ms", "process_ms"],
-    "model_latency": [
-        "model",
-        "variant",
-        "batch1_ms",
-        "batch1_cpu_ms",
-        "batch16_img_s",
-        "batch16_cpu_img_s",
-        "batch1_speedup",
-        "max_abs_diff_vs_eager",
-    ],
+    "model_latency": model_latency.COLUMNS,
     "train_throughput": [
         "model",
         "image_size",
