@@ -12,7 +12,7 @@ export AWS_EC2_METADATA_DISABLED := true
 # cfn-lint: W3005 (redundant DependsOn) comes from CDK's own generated resources; no error rule is ignored.
 CFN_LINT_IGNORE := W3005
 
-.PHONY: help setup test test-fast lint synth cfn-lint demo serve bench cost clean
+.PHONY: help setup test test-fast lint synth cfn-lint checkov preflight demo serve verify bench cost clean
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
@@ -37,8 +37,21 @@ synth: setup  ## synthesize every stack into cdk.out (fails on unacknowledged cd
 cfn-lint: synth  ## cfn-lint every synthesized template
 	.venv/bin/cfn-lint --ignore-checks $(CFN_LINT_IGNORE) -- cdk.out/*.template.json
 
-test: setup  ## lint, synth + cfn-lint, and the whole pytest suite
-	$(MAKE) --no-print-directory lint cfn-lint
+# checkov pins a boto3 that conflicts with constraints.txt: it lives in its own venv, pinned by requirements-checkov.txt.
+CHECKOV_VENV := .cache/checkov-venv
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+checkov: synth $(CHECKOV_VENV)/.installed  ## checkov on every synthesized template (0 failed; skips inline in the template metadata)
+	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation $$(printf -- '-f %s ' cdk.out/*.template.json)
+
+preflight: setup  ## before the first deploy/run: quotas, dataset bucket, CDK bootstrap (AWS credentials; without: the list)
+	$(PY) -m infra.preflight $(ARGS)
+
+test: setup  ## lint, synth + cfn-lint + checkov, and the whole pytest suite
+	$(MAKE) --no-print-directory lint cfn-lint checkov
 	@# pytest exits 5 when it collected no test: that is a failure, never a pass.
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -50,6 +63,9 @@ demo: setup  ## the whole pipeline on this machine: prepare, tune, train (torchr
 
 serve: setup  ## serve a finished run again: make serve RUN=runs/<id>
 	$(PY) -m local_mode.serve $(if $(RUN),--run $(RUN),) $(ARGS)
+
+verify: setup  ## check inventory records against photos: make verify ARGS="--photos DIR --records FILE.csv" [RUN=runs/<id>]
+	$(PY) -m local_mode.verify $(if $(RUN),--run $(RUN),) $(ARGS)
 
 bench: setup  ## CPU benchmarks; results go to bench/results/ (see docs/benchmarks.md)
 	$(PY) -m bench.run_all $(ARGS)

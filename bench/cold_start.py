@@ -1,17 +1,20 @@
-"""Lambda cold start: import time of the handler in a fresh process, and the unzipped asset size (issue 7, item 2).
+"""Lambda cold start: import time of the handler in a fresh process, and the unzipped asset size (issue 7, item 2; issue 15, item 3).
 
     .venv/bin/python -m bench.cold_start [--runs 7] [--build] [--quick]
 
 The asset is the folder infra/lambda_asset.py builds at synth (.cache/lambda/asset-*, the newest complete
-one); --build asks that builder for it when none exists (vendoring needs PyPI once, then it is cached).
-The asset targets the Lambda runtime (python3.12, arm64), so its compiled Pillow cannot load on this x86
-machine: the timed import uses a copy of the asset's pure-Python code (handler, count_api,
-preprocessing_spec, powertools, xray SDK, wrapt, typing_extensions) first on PYTHONPATH, with this venv's
-Pillow (the same 12.0.0) and boto3 (the Lambda runtime ships boto3 with its own bytecode). Two cases:
-- as shipped: the asset holds no .pyc (pip --no-compile) and /var/task is read-only, so every cold
-  start compiles the asset's modules from source (PYTHONDONTWRITEBYTECODE=1 reproduces that);
-- precompiled: the same copy after `compileall`: what a builder that ships bytecode would get.
-Without any asset, the import is timed from the source folders with the venv's packages.
+one); --build asks that builder for it when none exists (vendoring needs PyPI once, the runtime's Python
+Debian's registry once, then both are cached). The asset targets python3.13 on x86_64, so the exact files
+are imported by that interpreter here (infra/lambda_asset.target_python(): Debian's python3.13), with the
+packages the runtime provides (botocore and its dependencies, compiled like the runtime's) after it on
+PYTHONPATH, PYTHONDONTWRITEBYTECODE=1 (/var/task is read-only) and the environment Lambda sets. Cases:
+- as shipped: the asset with the .pyc files the builder compiled (unchecked-hash);
+- without .pyc: the same files minus __pycache__ (every module compiled from source at each start): what
+  shipping bytecode saves;
+- + count_api.endpoint: as shipped, plus the module the handler imports lazily on the first request that
+  calls the endpoint (botocore): what that first request adds to the import;
+- + X-Ray SDK: as shipped, plus `import aws_xray_sdk.core` first (what the Powertools Tracer imported,
+  aws-xray-sdk 2.15.0 + wrapt vendored for python3.13 into the scratch folder): what dropping it saved.
 Each figure is the median over --runs fresh processes; `import_ms` is measured inside the process around
 `import handler` (wall clock; import_cpu_ms is the process's CPU time for it, which other processes'
 load barely changes), `process_ms` is the whole interpreter start + import + exit.
@@ -33,11 +36,10 @@ from pathlib import Path
 from bench import common
 
 ASSET_CACHE = common.ROOT / ".cache" / "lambda"
-# Compiled for aarch64 in the asset: provided by the venv instead (same version) for the timing.
-BINARY_PARTS = ("PIL", "pillow.libs", "pillow-")
+XRAY_PINS = ("aws-xray-sdk==2.15.0", "wrapt==2.5.2")
 TARGET_IMPORT_MS = 300.0
 COMPONENTS = (
-    "boto3",
+    "botocore.session",
     "PIL.Image",
     "preprocessing_spec",
     "aws_xray_sdk.core",
@@ -49,8 +51,8 @@ COMPONENTS = (
 )
 TARGET_SIZE_MB = 30.0
 PROBE = (
-    "import time, sys; t, c = time.perf_counter(), time.process_time(); import handler; "
-    "sys.stdout.write(f'{(time.perf_counter() - t) * 1000} {(time.process_time() - c) * 1000} ' + sys.modules['aws_lambda_powertools'].__file__)"
+    "import time, sys; t, c = time.perf_counter(), time.process_time(); {pre}import handler; "
+    "sys.stdout.write(f'{{(time.perf_counter() - t) * 1000}} {{(time.process_time() - c) * 1000}} ' + sys.modules['PIL'].__file__)"
 )
 
 
@@ -87,24 +89,34 @@ def folder_size(folder: Path) -> tuple[int, dict[str, int]]:
     return total, dict(per_entry)
 
 
-def python_copy(asset: Path, destination: Path, compile_bytecode: bool) -> Path:
-    """A copy of the asset without its aarch64 binaries; optionally with bytecode compiled."""
+def copy_without_bytecode(asset: Path, destination: Path) -> Path:
     shutil.rmtree(destination, ignore_errors=True)
-    shutil.copytree(
-        asset,
-        destination,
-        ignore=lambda folder, names: [n for n in names if Path(folder) == asset and n.startswith(BINARY_PARTS)] + ["__pycache__"],
-    )
-    if compile_bytecode:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(destination)], check=True, capture_output=True)
+    shutil.copytree(asset, destination, ignore=shutil.ignore_patterns("__pycache__", ".complete"))
     return destination
 
 
-def lambda_env(pythonpath: str, write_bytecode: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "POWERTOOLS", "AWS_"))}
+def xray_packages(destination: Path) -> Path:
+    """aws-xray-sdk + wrapt for the target Python (what the Tracer needed), for the '+ X-Ray SDK' case."""
+    from infra import lambda_asset
+
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--only-binary=:all:",
+        "--platform", lambda_asset.PIP_PLATFORM, "--python-version", lambda_asset.PYTHON_VERSION, "--implementation", "cp",
+        "--target", str(destination), *XRAY_PINS,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise common.BenchError(f"pip could not fetch {XRAY_PINS}: {result.stderr[-800:]}")
+    lambda_asset.compile_bytecode(destination)
+    return destination
+
+
+def lambda_env(pythonpath: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "POWERTOOLS", "AWS_", "LD_"))}
     env.update(
         PYTHONPATH=pythonpath,
-        # What the Lambda runtime and the stack set: the tracer and metrics take their Lambda code paths.
+        PYTHONDONTWRITEBYTECODE="1",  # /var/task is read-only: nothing compiled at start is kept
+        # What the Lambda runtime and the stack set: metrics and logger take their Lambda code paths.
         AWS_LAMBDA_FUNCTION_NAME="bench-cold-start",
         AWS_REGION="us-east-1",
         AWS_DEFAULT_REGION="us-east-1",
@@ -113,16 +125,14 @@ def lambda_env(pythonpath: str, write_bytecode: bool) -> dict[str, str]:
         POWERTOOLS_METRICS_NAMESPACE="InventoryMonitor",
         ENDPOINT_NAME="bench-endpoint",
     )
-    if not write_bytecode:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
-def time_imports(env: dict[str, str], runs: int) -> dict[str, float | str]:
+def time_imports(python: list[str], env: dict[str, str], runs: int, pre: str = "") -> dict[str, float | str]:
     imports, cpu, processes, origin = [], [], [], ""
     for _ in range(runs):
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=False, cwd="/")
+        result = subprocess.run([*python, "-c", PROBE.format(pre=pre)], env=env, capture_output=True, text=True, check=False, cwd="/")
         processes.append((time.perf_counter() - started) * 1000)
         if result.returncode != 0:
             raise common.BenchError(f"importing the handler failed:\n{result.stderr.strip()[-1500:]}")
@@ -133,15 +143,15 @@ def time_imports(env: dict[str, str], runs: int) -> dict[str, float | str]:
         "import_ms": statistics.median(imports),
         "import_cpu_ms": statistics.median(cpu),
         "process_ms": statistics.median(processes),
-        "powertools_from": origin,
+        "pillow_from": origin,
     }
 
 
-def top_imports(env: dict[str, str], limit: int = 8) -> list[dict[str, float | str]]:
+def top_imports(python: list[str], env: dict[str, str], limit: int = 8) -> list[dict[str, float | str]]:
     """`python -X importtime -c "import handler"`: self time summed per top-level package, slowest first
     (self times add up to the whole import, so the shares are comparable)."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import handler"], env=env, capture_output=True, text=True, check=False, cwd="/"
+        [*python, "-X", "importtime", "-c", "import handler"], env=env, capture_output=True, text=True, check=False, cwd="/"
     )
     totals: dict[str, float] = defaultdict(float)
     for line in result.stderr.splitlines():
@@ -152,15 +162,15 @@ def top_imports(env: dict[str, str], limit: int = 8) -> list[dict[str, float | s
     return [{"package": name, "self_ms": ms} for name, ms in ranked]
 
 
-def component_costs(env: dict[str, str], runs: int) -> list[dict[str, float | str]]:
+def component_costs(python: list[str], env: dict[str, str], runs: int) -> list[dict[str, float | str]]:
     """CPU ms to import each heavy dependency alone in a fresh process (median of `runs`): which one to cut.
-    They overlap (the X-Ray SDK and powertools import botocore), so they do not add up to the handler's figure."""
+    They overlap (powertools and count_api import botocore), so they do not add up to the handler's figure."""
     rows = []
     for module in COMPONENTS:
         probe = f"import time, sys; c = time.process_time(); import {module}; sys.stdout.write(str((time.process_time() - c) * 1000))"
         values = []
         for _ in range(runs):
-            result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False, cwd="/")
+            result = subprocess.run([*python, "-c", probe], env=env, capture_output=True, text=True, check=False, cwd="/")
             if result.returncode != 0:
                 break
             values.append(float(result.stdout))
@@ -190,27 +200,34 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     extra: dict = {"asset_found": how, "target_import_ms": TARGET_IMPORT_MS, "target_size_mb": TARGET_SIZE_MB}
     scratch = common.SCRATCH_DIR / "cold_start"
+    if asset is None:
+        print("error: no asset: run `make synth` or pass --build", file=sys.stderr)
+        return 1
+    sys.path.insert(0, str(common.ROOT))
     try:
-        if asset is not None:
-            total, per_entry = folder_size(asset)
-            extra["asset_size_mb"] = total / 2**20
-            extra["asset_size_by_entry_mb"] = {k: round(v / 2**20, 3) for k, v in sorted(per_entry.items(), key=lambda kv: -kv[1])}
-            print(f"asset size unzipped: {total / 2**20:.1f} MB (target <= {TARGET_SIZE_MB:.0f} MB)")
-            cases = [
-                ("asset as shipped (no .pyc, read-only)", python_copy(asset, scratch / "shipped", False), False),
-                ("asset precompiled (.pyc)", python_copy(asset, scratch / "precompiled", True), True),
-            ]
-            env_for_top = lambda_env(str(cases[0][1]), False)
-        else:
-            source = os.pathsep.join(str(common.ROOT / p) for p in ("lambda/preprocess", "training_code"))
-            cases = [("source folders + venv packages (no asset)", Path(source), True)]
-            env_for_top = lambda_env(source, True)
-        for label, folder, bytecode in cases:
-            row = {"case": label, "runs": runs, **time_imports(lambda_env(str(folder), bytecode), runs)}
-            rows.append(row)
-        extra["top_imports"] = top_imports(env_for_top)
-        extra["components"] = component_costs(env_for_top, 3)
-    except common.BenchError as error:
+        from infra import lambda_asset
+
+        python = lambda_asset.target_python()
+        runtime = lambda_asset.runtime_provided_packages()
+        total, per_entry = folder_size(asset)
+        extra["asset_size_mb"] = total / 2**20
+        extra["asset_size_by_entry_mb"] = {k: round(v / 2**20, 3) for k, v in sorted(per_entry.items(), key=lambda kv: -kv[1])}
+        extra["python"] = subprocess.run([*python, "-VV"], capture_output=True, text=True, check=False).stdout.strip()
+        print(f"asset size unzipped: {total / 2**20:.1f} MB (target <= {TARGET_SIZE_MB:.0f} MB); interpreter: {extra['python']}")
+        shipped = lambda_env(os.pathsep.join([str(asset), str(runtime)]))
+        no_pyc = lambda_env(os.pathsep.join([str(copy_without_bytecode(asset, scratch / "no-pyc")), str(runtime)]))
+        xray = lambda_env(os.pathsep.join([str(asset), str(runtime), str(xray_packages(scratch / "xray"))]))
+        cases = [
+            ("asset as shipped (python3.13, .pyc)", shipped, ""),
+            ("as shipped + count_api.endpoint (botocore: the first endpoint call)", shipped, "import count_api.endpoint; "),
+            ("asset without .pyc", no_pyc, ""),
+            ("as shipped + X-Ray SDK import (the old Tracer)", xray, "import aws_xray_sdk.core; "),
+        ]
+        for label, env, pre in cases:
+            rows.append({"case": label, "runs": runs, **time_imports(python, env, runs, pre)})
+        extra["top_imports"] = top_imports(python, shipped)
+        extra["components"] = component_costs(python, xray, 3)
+    except (common.BenchError, lambda_asset.AssetBuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:

@@ -1,8 +1,11 @@
 """Property-based fuzz of the count Lambda's handler: random bytes, truncated and corrupted JPEG/PNG,
-huge dimensions (decompression bombs), wrong and missing headers, hostile JSON batches.
+huge dimensions (decompression bombs), wrong and missing headers, hostile JSON batches, and expected counts
+for bin verification (query parameter and per-image field: whole numbers in and out of the classes,
+negatives, fractions, NaN/Infinity, strings, booleans, nested values, repeated parameters).
 
 Properties: the handler never raises, always answers JSON, caller faults are always 4xx (never 5xx),
-errors have the {"error": {"code", "message"}} shape. The endpoint is emulated at the HTTP level
+errors have the {"error": {"code", "message"}} shape, and a 200 carries `verification` exactly for the
+photos that sent an expected count, with a known verdict and p_match in [0, 1] (null only for review). The endpoint is emulated at the HTTP level
 (tests/serving/fakes.py; boto3 really calls it), always healthy, so any 5xx is the handler's fault.
 
     .venv/bin/python -m bench.fuzz_handler --examples 10000      # result goes into docs/serving.md
@@ -23,6 +26,7 @@ import warnings
 import zlib
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -108,6 +112,35 @@ _json_values = st.recursive(
 )
 
 
+# Expected counts: mostly whole numbers (in and out of the classes 1..5), then everything a caller could send.
+_expected_counts = st.one_of(
+    st.integers(0, 7),
+    st.integers(-3, 3),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([2.0, "3", " 4 ", "+1", "-0", "1e3", "0x10", "", "٣", True, False]),
+    st.text(max_size=12),
+    st.none(),
+    _json_values,
+)
+
+
+@st.composite
+def query_strings(draw: st.DrawFn) -> str:
+    """'' or '?expected_count=...' (sometimes twice, sometimes with another parameter)."""
+    # Mostly valid or absent, so that most photos still reach the decoder (a bad count is refused before it).
+    kind = _weighted(draw, [("none", 8), ("count", 6), ("text", 1), ("twice", 1), ("other", 1)])
+    if kind == "none":
+        return ""
+    if kind == "count":
+        return f"?expected_count={draw(st.integers(-1, 8))}"
+    if kind == "text":
+        return f"?expected_count={quote(draw(st.text(max_size=12)), safe='')}"
+    if kind == "twice":
+        return f"?expected_count={draw(st.integers(0, 6))}&expected_count={draw(st.integers(0, 6))}"
+    return f"?verbose=1&expected_count={draw(st.integers(0, 6))}"
+
+
 @st.composite
 def json_bodies(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["batch", "anything", "broken"]))
@@ -123,6 +156,8 @@ def json_bodies(draw: st.DrawFn) -> bytes:
         item["data"] = draw(
             st.one_of(st.builds(lambda b: base64.b64encode(b).decode(), photos()), st.text(max_size=40), st.integers(), st.none())
         )
+        if draw(st.booleans()):
+            item["expected_count"] = draw(_expected_counts)
         items.append(item)
     return json.dumps({"images": items}).encode()
 
@@ -136,7 +171,7 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
     headers = {"x-api-key": "k"}
     if content_type is not None:
         headers[draw(st.sampled_from(["Content-Type", "content-type", "CONTENT-TYPE"]))] = content_type
-    event = build_event(_weighted(draw, METHODS), "/v1/count", headers, body, "127.0.0.1")
+    event = build_event(_weighted(draw, METHODS), "/v1/count" + draw(query_strings()), headers, body, "127.0.0.1")
     tamper = _weighted(draw, TAMPERING)
     if tamper == "not_base64":
         event["isBase64Encoded"], event["body"] = True, draw(st.text(max_size=50))
@@ -171,7 +206,39 @@ def run_case(event: dict[str, Any]) -> tuple[int, dict[str, Any] | None, str | N
         isinstance(body.get("error"), dict) and set(body["error"]) == {"code", "message"} and body["error"]["message"]
     ):
         return status, body, f"error without the error shape: {body}"
+    if status == 200 and event.get("httpMethod") == "POST":
+        return status, body, _verification_problem(event, body)
     return status, body, None
+
+
+def _sent_expected_counts(event: dict[str, Any], body: dict[str, Any]) -> list[bool]:
+    """Which photos of an accepted POST sent an expected count (the query parameter, or a non-null field)."""
+    if "results" not in body:
+        return [bool((event.get("multiValueQueryStringParameters") or {}).get("expected_count"))]
+    raw = event["body"]
+    document = json.loads(base64.b64decode(raw) if event.get("isBase64Encoded") else raw)
+    return [item.get("expected_count") is not None for item in document["images"]]
+
+
+def _verification_problem(event: dict[str, Any], body: dict[str, Any]) -> str | None:
+    """A 200 has `verification` exactly where an expected count was sent, with a known verdict and a p_match
+    in [0, 1] (null only with verdict review)."""
+    results = body.get("results", [body])
+    sent = _sent_expected_counts(event, body)
+    if len(sent) != len(results):
+        return f"{len(results)} results for {len(sent)} photos: {body}"
+    for result, expected in zip(results, sent, strict=True):
+        verification = result.get("verification")
+        if expected != (verification is not None):
+            return f"verification {'missing' if expected else 'unasked'}: {result}"
+        if verification is None:
+            continue
+        p_match, verdict = verification.get("p_match"), verification.get("verdict")
+        if verdict not in ("match", "mismatch", "review") or not verification.get("reason"):
+            return f"bad verification: {verification}"
+        if p_match is None and verdict != "review" or p_match is not None and not 0 <= p_match <= 1:
+            return f"bad p_match: {verification}"
+    return None
 
 
 def fuzz(examples: int, seed: int | None = None) -> dict[str, Any]:

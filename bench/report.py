@@ -10,11 +10,12 @@ import re
 import sys
 from typing import Any
 
-from bench import common, model_latency, preprocess_latency
+from bench import common, load_api, model_latency, preprocess_latency
 
 COLUMNS: dict[str, list[str]] = {
     "preprocess_latency": preprocess_latency.COLUMNS,
     "cold_start": ["case", "runs", "import_ms", "import_cpu_ms", "process_ms"],
+    "load_api": load_api.COLUMNS,
     "model_latency": model_latency.COLUMNS,
     "train_throughput": [
         "model",
@@ -33,7 +34,7 @@ COLUMNS: dict[str, list[str]] = {
     "accuracy": ["recipe", "n", "accuracy", "rmse", "rmse_expected", "off_by_one", "majority_baseline", "epochs", "wall_seconds"],
 }
 DOCS = common.ROOT / "docs" / "benchmarks.md"
-ORDER = ("preprocess_latency", "cold_start", "model_latency", "train_throughput", "train_throughput_gpu", "train_scaling")
+ORDER = ("preprocess_latency", "cold_start", "load_api", "model_latency", "train_throughput", "train_throughput_gpu", "train_scaling")
 
 
 def cell(value: Any) -> str:
@@ -59,13 +60,19 @@ def render(name: str, heading: bool = True) -> str:
         f"`{body['command']}` — {body['date']}, {machine.get('cpu_model', '?')}, {machine.get('cpus')} CPUs, "
         f"load {machine.get('load_avg_1m', '?')} (1 min) at the end; `bench/results/{name}.json`\n"
     )
-    columns = COLUMNS[next((prefix for prefix in ("accuracy", "decision_rules") if name.startswith(prefix)), name)]
+    columns = COLUMNS[next((prefix for prefix in ("accuracy", "decision_rules", "load_api") if name.startswith(prefix)), name)]
     parts = [f"### {name}\n\n{source}" if heading else source, table(body["rows"], columns)]
     if name == "cold_start" and "asset_size_mb" in body:
         parts.append(f"\nAsset size unzipped: {body['asset_size_mb']:.1f} MB. Slowest packages under `import handler` (self time, ms):\n")
         parts.append(table(body.get("top_imports", []), ["package", "self_ms"]))
         parts.append("\nEach module alone, fresh process, CPU ms (they overlap: botocore is in several):\n")
         parts.append(table(body.get("components", []), ["module", "import_cpu_ms"]))
+    if name.startswith("load_api") and "memory_mb" in body:
+        memory = body["memory_mb"]
+        parts.append(
+            f"\nResident memory, server process + {body.get('concurrency', '?')} Lambda environments: "
+            f"{memory['after_start']} MB after start-up, {memory['after_load']} MB after the last level; {body.get('seconds_per_level')} s per level."
+        )
     if name.startswith("accuracy_"):
         row = body["rows"][0]
         parts.append(

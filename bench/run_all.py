@@ -1,6 +1,6 @@
 """`make bench`: the CPU benchmark set, one part after another; results in bench/results/*.json.
 
-    .venv/bin/python -m bench.run_all [--quick] [--only preprocess,cold_start,model_latency,train_throughput,train_scaling]
+    .venv/bin/python -m bench.run_all [--quick] [--only preprocess,cold_start,load_api,model_latency,train_throughput,train_scaling]
 
 Parts that need what a fresh clone lacks skip themselves with a note: the real photos (../shared/abid)
 and the built Lambda asset (cold_start asks infra/lambda_asset.py to build it; vendoring needs PyPI once).
@@ -17,11 +17,12 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import cold_start, common, model_latency, preprocess_latency, train_scaling, train_throughput
+from bench import cold_start, common, load_api, model_latency, preprocess_latency, train_scaling, train_throughput
 
 PARTS: dict[str, tuple[Callable[[list[str]], int], list[str]]] = {
     "preprocess": (preprocess_latency.main, []),
     "cold_start": (cold_start.main, ["--build"]),
+    "load_api": (load_api.main, []),
     "model_latency": (model_latency.main, []),
     "train_throughput": (train_throughput.main, []),
     "train_scaling": (train_scaling.main, []),

@@ -28,6 +28,10 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,10}[a-z0-9]$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+# A folder-like S3 prefix: bucket, then key parts of S3's safe characters, ending in "/". No "*", "?" or backslash: the
+# prefix becomes an IAM resource pattern and a Step Functions StringMatches pattern, where those are wildcards.
+_S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([A-Za-z0-9!_.()=+,@-]+/)*$")
+PRETRAINED_CHOICES = ("imagenet", "none")
 
 
 class ConfigError(ValueError):
@@ -99,6 +103,17 @@ def _optional_email(key: str, raw: Any) -> str:
     return raw
 
 
+def _pretrained_weights(key: str, raw: Any) -> str:
+    if raw in PRETRAINED_CHOICES or (isinstance(raw, str) and _S3_PREFIX.match(raw)):
+        return raw
+    raise _fail(
+        key,
+        raw,
+        "expected imagenet (the ImageNet weights packaged with efficientnet_lite0), none (random init), or an S3 prefix "
+        "ending in / that holds <model>.pth (a torchvision state_dict), like s3://my-bucket/pretrained/resnet18/",
+    )
+
+
 def _classes(key: str, raw: Any) -> tuple[int, ...]:
     value = raw
     if isinstance(raw, str):
@@ -152,6 +167,7 @@ class AppConfig:
     training_framework_version: str
     inference_framework_version: str
     python_version: str
+    pretrained_weights: str
     # gate
     deploy_margin_over_baseline: float
     # endpoint
@@ -169,11 +185,18 @@ class AppConfig:
     api_quota_per_day: int
     max_images_per_request: int
     review_confidence_threshold: float
+    verify_match_threshold: float
+    verify_mismatch_threshold: float
 
     @property
     def endpoint_name(self) -> str:
         """The fixed endpoint name the pipeline deploys to and the serving stack calls."""
         return f"{self.name_prefix}-count-endpoint"
+
+    @property
+    def pretrained_s3_prefix(self) -> str | None:
+        """The S3 prefix of pretrainedWeights, or None for imagenet / none."""
+        return None if self.pretrained_weights in PRETRAINED_CHOICES else self.pretrained_weights
 
     @property
     def is_destroy(self) -> bool:
@@ -205,6 +228,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "training_framework_version": _choice(TRAINING_FRAMEWORK_VERSIONS),
     "inference_framework_version": _choice(INFERENCE_FRAMEWORK_VERSIONS),
     "python_version": _choice(("py310", "py311", "py312")),
+    "pretrained_weights": _pretrained_weights,
     "deploy_margin_over_baseline": _float(0.0, 1.0),
     "endpoint_mode": _choice(ENDPOINT_MODES),
     "endpoint_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.m5.large"),
@@ -219,6 +243,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "api_quota_per_day": _int(1, 100_000_000),
     "max_images_per_request": _int(1, 64),
     "review_confidence_threshold": _float(0.0, 1.0),
+    "verify_match_threshold": _float(0.0, 1.0),
+    "verify_mismatch_threshold": _float(0.0, 1.0),
 }
 
 CONTEXT_KEYS: dict[str, str] = {field: _camel(field) for field in PARSERS}
@@ -243,6 +269,9 @@ DESCRIPTIONS: dict[str, str] = {
     "training_framework_version": "PyTorch version of SageMaker's training container",
     "inference_framework_version": "PyTorch version of SageMaker's inference container",
     "python_version": "Python version of both containers",
+    "pretrained_weights": "Default weights of every trial and the final training (execution input `pretrained` overrides): "
+    "`imagenet` (packaged with efficientnet_lite0), `none` (random init) or `s3://bucket/prefix/` holding `<model>.pth`, "
+    "passed as the `pretrained` channel; the SageMaker role may read that prefix and `s3://<artifacts>/pretrained/`",
     "deploy_margin_over_baseline": "Gate: test accuracy must beat the majority-class baseline by this much (0..1)",
     "endpoint_mode": "`instance` (real-time, autoscaled) or `serverless`",
     "endpoint_instance_type": "Instance type of a real-time endpoint",
@@ -257,6 +286,8 @@ DESCRIPTIONS: dict[str, str] = {
     "api_quota_per_day": "Requests per API key per day",
     "max_images_per_request": "Most photos one JSON request may carry",
     "review_confidence_threshold": "Predictions less confident than this are flagged `needs_review`",
+    "verify_match_threshold": "Bin verification: `p_match` at or above this is verdict `match` (docs/verification.md)",
+    "verify_mismatch_threshold": "Bin verification: `p_match` at or below this is verdict `mismatch`; between the two is `review`",
 }
 
 
@@ -282,6 +313,12 @@ def _cross_checks(cfg: AppConfig) -> None:
     if cfg.endpoint_min_instances > cfg.endpoint_max_instances:
         raise _fail(
             "endpointMinInstances", cfg.endpoint_min_instances, f"must not exceed endpointMaxInstances ({cfg.endpoint_max_instances})"
+        )
+    if cfg.verify_mismatch_threshold >= cfg.verify_match_threshold:
+        raise _fail(
+            "verifyMismatchThreshold",
+            cfg.verify_mismatch_threshold,
+            f"must be below verifyMatchThreshold ({cfg.verify_match_threshold}): the band between them is verdict review",
         )
     if cfg.api_throttle_burst_limit < cfg.api_throttle_rate_limit / 10:
         raise _fail("apiThrottleBurstLimit", cfg.api_throttle_burst_limit, "must be at least a tenth of apiThrottleRateLimit")

@@ -6,7 +6,7 @@ rule, the resource it applies to, and why the finding does not apply or is accep
 
 from __future__ import annotations
 
-from aws_cdk import Aspects, Stack
+from aws_cdk import Aspects, CfnResource, Stack
 from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import IConstruct
 
@@ -27,3 +27,18 @@ def acknowledge_path(stack: Stack, path: str, rule_id: str, reason: str, applies
     """Acknowledge one finding on a construct CDK creates for us (found by its path)."""
     suppression = NagPackSuppression(id=rule_id, reason=reason, applies_to=applies_to)
     NagSuppressions.add_resource_suppressions_by_path(stack, path, [suppression], apply_to_children=True)
+
+
+def checkov_skip(construct: IConstruct, check_id: str, reason: str) -> None:
+    """Skip one checkov check on the construct's CloudFormation resource, inline in its Metadata, with the reason.
+
+    checkov reads `Metadata: {checkov: {skip: [{id, comment}]}}` on the resource; several skips accumulate.
+    """
+    if len(reason) < 20:
+        raise ValueError(f"checkov skip {check_id} needs a real reason (got {reason!r})")
+    resource = construct if isinstance(construct, CfnResource) else construct.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource to carry a checkov skip")
+    metadata = resource.get_metadata("checkov") or {"skip": []}
+    skips = [s for s in metadata["skip"] if s["id"] != check_id] + [{"id": check_id, "comment": reason}]
+    resource.add_metadata("checkov", {"skip": skips})

@@ -7,9 +7,10 @@ every outcome. docs/pipeline.md explains how to start a run and what the input m
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlparse
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -66,17 +67,19 @@ class PipelineStack(Stack):
                 conditions={"StringEquals": {"aws:SourceAccount": self.account}},
             )
         )
+        # CloudWatch Logs puts the log group's ARN in the encryption context; log-group ARNs have a colon
+        # before the name (arn:aws:logs:REGION:ACCOUNT:log-group:NAME), so the condition names exactly that.
+        state_machine_log_group = f"/aws/vendedlogs/states/{config.name_prefix}-training-pipeline"
+        state_machine_log_group_arn = self.format_arn(
+            service="logs", resource="log-group", resource_name=state_machine_log_group, arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
         self.notifications_key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="LogsEncrypt",
                 actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:DescribeKey"],
                 principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
                 resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": self.format_arn(service="logs", resource="log-group", resource_name="*")
-                    }
-                },
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": state_machine_log_group_arn}},
             )
         )
         self.topic = sns.Topic(
@@ -85,6 +88,17 @@ class PipelineStack(Stack):
             display_name=f"{config.name_prefix} training pipeline",
             master_key=self.notifications_key,
             enforce_ssl=True,
+        )
+        # enforce_ssl gives the topic a policy that only denies: CloudWatch alarm actions (this stack's and the
+        # serving stack's) need an explicit allow, limited to alarms of this account.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                actions=["sns:Publish"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                resources=[self.topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
         )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
@@ -98,6 +112,7 @@ class PipelineStack(Stack):
             artifacts_bucket=storage.artifacts_bucket,
             data_key=storage.key,
             dataset_bucket_name=urlparse(config.dataset_source).netloc,
+            pretrained_s3_prefix=config.pretrained_s3_prefix,
             code=code,
             images=images,
         )
@@ -122,6 +137,12 @@ class PipelineStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
+        # SageMaker's deployment-guardrails guide: the execution role must be allowed DescribeAlarms on the
+        # auto-rollback alarms (the state machine role, which calls UpdateEndpoint, is allowed too: roles.py).
+        self.execution_role.add_to_policy(
+            iam.PolicyStatement(sid="RollbackAlarm", actions=["cloudwatch:DescribeAlarms"], resources=[self.rollback_alarm.alarm_arn])
+        )
+
         settings = DefinitionSettings(
             config=config,
             images=images,
@@ -140,13 +161,16 @@ class PipelineStack(Stack):
             assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
             description=f"{config.name_prefix}: training pipeline state machine",
         )
-        for statement in state_machine_statements(self, resources, self.execution_role, self.topic, self.notifications_key):
+        statements = state_machine_statements(
+            self, resources, self.execution_role, self.topic, self.notifications_key, self.rollback_alarm.alarm_arn
+        )
+        for statement in statements:
             self.state_machine_role.add_to_policy(statement)
 
         log_group = logs.LogGroup(
             self,
             "StateMachineLogs",
-            log_group_name=f"/aws/vendedlogs/states/{config.name_prefix}-training-pipeline",
+            log_group_name=state_machine_log_group,
             encryption_key=self.notifications_key,
             retention=logs.RetentionDays.ONE_YEAR,
             removal_policy=removal,
@@ -187,14 +211,15 @@ class PipelineStack(Stack):
         CfnOutput(self, "NotificationsTopicArn", value=self.topic.topic_arn)
         CfnOutput(self, "EndpointName", value=config.endpoint_name, description="created by the first successful run")
         CfnOutput(self, "SageMakerExecutionRoleArn", value=self.execution_role.role_arn)
-        self._acknowledge(config.name_prefix)
+        self._acknowledge(config)
 
-    def _acknowledge(self, prefix: str) -> None:
+    def _acknowledge(self, config: AppConfig) -> None:
         """Each IAM5 (wildcard) finding acknowledged on its own, matched by a pattern of the finding's resource.
 
         Storage-stack resources appear as <Artifacts1234ABCD.Arn> or as the cross-stack reference's JSON,
         depending on when cdk-nag resolves them: the patterns accept both.
         """
+        prefix = config.name_prefix
         sagemaker_kinds = "processing-job|hyper-parameter-tuning-job|training-job|model|endpoint-config"
         findings = [
             (
@@ -216,6 +241,11 @@ class PipelineStack(Stack):
                 self.execution_role,
                 r"Resource::arn:.*:s3:::[a-z0-9.-]+/\*",
                 "read-only access to the public dataset bucket (cdk.json datasetSource): any photo id of the file list",
+            ),
+            (
+                self.execution_role,
+                r"Resource::.*Artifacts[0-9A-F]{8}.*/pretrained/\*",
+                "read-only: the pretrained channel may name any object under the artifacts bucket's pretrained/ prefix",
             ),
             (
                 self.execution_role,
@@ -243,5 +273,14 @@ class PipelineStack(Stack):
                 "each run's evaluation report lives under its own run id",
             ),
         ]
+        if config.pretrained_s3_prefix:
+            bucket, _, key = config.pretrained_s3_prefix.removeprefix("s3://").partition("/")
+            findings.append(
+                (
+                    self.execution_role,
+                    rf"Resource::arn:.*:s3:::{re.escape(bucket)}/{re.escape(key)}\*",
+                    "read-only: the pretrained channel may name any object under cdk.json's pretrainedWeights prefix",
+                )
+            )
         for role, pattern, reason in findings:
             acknowledge(role, "AwsSolutions-IAM5", reason, applies_to=[RegexAppliesTo(regex=f"/^{pattern}$/g")])

@@ -7,6 +7,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the listen backlog: socketserver's default of 5 resets connections in a burst
+
+
 class BackgroundHTTPServer:
     """Serves `handler` on host:port (0 = a free port) until `.close()`; `.url` is its base URL.
 
@@ -16,7 +20,7 @@ class BackgroundHTTPServer:
     def __init__(
         self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0, name: str = "local-http", **attributes: Any
     ):
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _Server((host, port), handler)
         self._server.daemon_threads = True
         for key, value in attributes.items():
             setattr(self._server, key, value)

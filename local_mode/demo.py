@@ -25,6 +25,10 @@ DEFAULT_RUNS_DIR = ROOT / "runs"
 # Fixed for the demo's trials and training (measured, docs/local-mode.md): on a few thousand synthetic bins and
 # 8 epochs, augmentation and label smoothing slow learning more than they prevent overfitting. --set overrides.
 DEMO_FIXED = ("epochs=8", "augment=off", "label-smoothing=0")
+# Time bounds that keep `make demo` within 10 minutes on a 2-core machine whatever the tuner draws
+# (docs/local-mode.md): tune + train + the other steps (~70 s) + a margin for the pace estimate.
+TUNE_BUDGET_S = 170
+TRAIN_BUDGET_S = 200
 # Flags that may change on --resume: they do not change what a step writes.
 RESUMABLE_FLAGS = ("keep_serving", "runs_dir", "resume")
 
@@ -55,6 +59,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help=f"fix a hyperparameter for every trial and the final training; repeatable, a later one wins (default: {' '.join(DEMO_FIXED)})",
     )
+    tune.add_argument(
+        "--tune-budget",
+        type=int,
+        default=TUNE_BUDGET_S,
+        help=f"seconds for the tune step: trials still running then are stopped and scored by their last metric (0: none; default {TUNE_BUDGET_S})",
+    )
+    tune.add_argument(
+        "--train-budget",
+        type=int,
+        default=TRAIN_BUDGET_S,
+        help=f"seconds for the final training: its epochs are capped to what the trials' measured pace fits (0: none; default {TRAIN_BUDGET_S})",
+    )
     tune.add_argument("--nodes", type=int, choices=(1, 2), default=1, help="emulated training instances (torchrun processes, --nnodes)")
     tune.add_argument("--nproc-per-node", type=int, default=2, help="training processes per node (gloo on CPU)")
     tune.add_argument("--seed", type=int, default=42, help="seed for data generation and the tuner's sampling")
@@ -79,6 +95,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "max_images": args.max_images,
         "trials": args.trials,
         "parallel_trials": args.parallel_trials,
+        "tune_budget_s": args.tune_budget,
+        "train_budget_s": args.train_budget,
         "space": args.space,
         "fixed": args.fixed,
         "nodes": args.nodes,
@@ -102,6 +120,9 @@ def _check_numbers(options: dict[str, Any]) -> None:
     ):
         if options[flag] < minimum:
             raise UsageError(f"--{flag.replace('_', '-')} {options[flag]} is invalid: expected a whole number of at least {minimum}")
+    for flag in ("tune_budget", "train_budget"):
+        if options.get(f"{flag}_s", 0) < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} {options[f'{flag}_s']} is invalid: expected seconds (0 = no limit)")
     for item in options["fixed"]:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:

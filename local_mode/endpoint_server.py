@@ -154,7 +154,8 @@ class EndpointServer(BackgroundHTTPServer):
     """A running local endpoint: `.url` (for AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME), `.close()`."""
 
     def __init__(self, predictor: Predictor, endpoint_name: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(_Handler, host, port, name="local-endpoint", state=_State(predictor=predictor, endpoint_name=endpoint_name))
+        self.state = _State(predictor=predictor, endpoint_name=endpoint_name)
+        super().__init__(_Handler, host, port, name="local-endpoint", state=self.state)
         self.endpoint_name = endpoint_name
 
 

@@ -36,6 +36,14 @@ class StepFailed(RuntimeError):
     """A step could not finish: the message says which and why (shown without a traceback)."""
 
 
+class RuntimeExceeded(StepFailed):
+    """A child ran past its max_runtime_s and was stopped (SageMaker's MaxRuntimeInSeconds); `output` is what it printed."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
 class UsageError(ValueError):
     """Bad input from the user (a flag, a --source folder): exit code 2, message only."""
 
@@ -183,11 +191,13 @@ def run_logged(
     on_line: Callable[[str], None] | None = None,
     what: str = "command",
     stderr_to_terminal: bool = False,
+    max_runtime_s: float | None = None,
 ) -> None:
     """Run a child in its own process group, its output to log_path (and on_line), and raise StepFailed on failure.
 
     Its own process group, so that Ctrl-C reaches it only through us: we stop it, then re-raise, and the
-    step is never marked done.
+    step is never marked done. With max_runtime_s, a child still running then is stopped like a SageMaker
+    job past MaxRuntimeInSeconds, and RuntimeExceeded (a StepFailed) carries everything it printed.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=15)
@@ -207,10 +217,22 @@ def run_logged(
         )
         with _LIVE_LOCK:
             _LIVE.add(process)
+        exceeded = threading.Event()
+        output: list[str] = []
+
+        def stop_for_time() -> None:
+            exceeded.set()
+            stop_process_group(process)
+
+        timer = threading.Timer(max_runtime_s, stop_for_time) if max_runtime_s else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
+                output.append(line)
                 tail.append(line.rstrip())
                 if on_line is not None:
                     on_line(line)
@@ -219,9 +241,13 @@ def run_logged(
             stop_process_group(process)
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             with _LIVE_LOCK:
                 _LIVE.discard(process)
             log.flush()
+    if exceeded.is_set():
+        raise RuntimeExceeded(f"{what} was stopped at its {max_runtime_s:g} s limit; log: {log_path}", "".join(output))
     if process.returncode != 0:
         last = "\n    ".join(tail)
         raise StepFailed(f"{what} exited with code {process.returncode}; full log: {log_path}\n  last lines:\n    {last}")

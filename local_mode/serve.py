@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_mode.api_server import ApiServer
+from local_mode.api_server import DEFAULT_CONCURRENCY, ApiServer, start_environments
 from local_mode.endpoint_server import EndpointServer, start_endpoint_server
-from local_mode.paths import add_lambda
+from local_mode.paths import LAMBDA_SOURCE, add_lambda
 
 DEFAULT_ENDPOINT_NAME = "invmon-count-endpoint"
 
@@ -47,6 +47,15 @@ class LocalStack:
     @property
     def endpoint_url(self) -> str:
         return self.endpoint.url
+
+    @property
+    def serving_path(self) -> str:
+        """onnxruntime, torchscript or eager: what inference.load_model chose (training_code/serving_runtime.py)."""
+        import serving_runtime  # importable once the endpoint server loaded the model through inference.py
+
+        predictor = self.endpoint.state.predictor
+        model = getattr(getattr(predictor, "model", None), "model", None)
+        return serving_runtime.serving_path(model) if model is not None else "unknown"
 
     def close(self) -> None:
         self.api.close()
@@ -78,13 +87,20 @@ def _set_env(values: dict[str, str], only_if_absent: dict[str, str]) -> dict[str
 
 
 def handler_environment(
-    endpoint_url: str, endpoint_name: str, max_images: int = 8, review_threshold: float = 0.5
+    endpoint_url: str,
+    endpoint_name: str,
+    max_images: int = 8,
+    review_threshold: float = 0.5,
+    verify_thresholds: tuple[float, float] = (0.45, 0.15),
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """(always set, set only if absent): what the Lambda gets from the stack on AWS, pointed at localhost."""
+    """(always set, set only if absent): what the Lambda gets from the stack on AWS, pointed at localhost.
+    verify_thresholds: (match, mismatch), cdk.json verifyMatchThreshold / verifyMismatchThreshold."""
     always = {
         "ENDPOINT_NAME": endpoint_name,
         "MAX_IMAGES_PER_REQUEST": str(max_images),
         "REVIEW_CONFIDENCE_THRESHOLD": str(review_threshold),
+        "VERIFY_MATCH_THRESHOLD": str(verify_thresholds[0]),
+        "VERIFY_MISMATCH_THRESHOLD": str(verify_thresholds[1]),
         # The handler's boto3 clients talk to the local endpoint server (runtime API and DescribeEndpoint).
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url,
         "AWS_ENDPOINT_URL_SAGEMAKER": endpoint_url,
@@ -111,19 +127,26 @@ def start_local_stack(
     host: str = "127.0.0.1",
     max_images: int = 8,
     review_threshold: float = 0.5,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    verify_thresholds: tuple[float, float] = (0.45, 0.15),
 ) -> LocalStack:
-    """Start the endpoint server (ephemeral port) and the API server (`port`, 0 = ephemeral) in threads."""
+    """Start the endpoint server (ephemeral port) and the API server (`port`, 0 = ephemeral) in threads.
+
+    `concurrency` Lambda execution environments (copies of the handler) serve that many requests at once."""
+    if not 1 <= concurrency <= 64:
+        raise ValueError(f"concurrency must be from 1 to 64, not {concurrency}")
     endpoint = start_endpoint_server(model_dir, endpoint_name, host=host)
     try:
-        always, if_absent = handler_environment(endpoint.url, endpoint_name, max_images, review_threshold)
+        always, if_absent = handler_environment(endpoint.url, endpoint_name, max_images, review_threshold, verify_thresholds)
         saved = _set_env(always, if_absent)
         add_lambda()
-        import handler  # after the environment is set: Powertools reads it at import
+        # After the environment is set: Powertools reads it at import. One copy per execution environment.
+        handlers = start_environments(LAMBDA_SOURCE / "handler.py", concurrency)
 
         # With metrics disabled locally, Powertools warns on every request that it has none to publish.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-        api = ApiServer(handler.lambda_handler, api_key=api_key, host=host, port=port)
+        api = ApiServer(handlers, api_key=api_key, host=host, port=port)
     except BaseException:
         endpoint.close()
         raise
@@ -149,12 +172,34 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default=None, help="API key to require (default: a random one, printed)")
     parser.add_argument("--max-images", type=int, default=8, help="images per JSON request (cdk.json maxImagesPerRequest)")
     parser.add_argument("--review-threshold", type=float, default=0.5, help="confidence below which needs_review is true")
+    parser.add_argument(
+        "--verify-thresholds",
+        type=float,
+        nargs=2,
+        default=(0.45, 0.15),
+        metavar=("MATCH", "MISMATCH"),
+        help="bin verification: p_match >= MATCH is match, <= MISMATCH is mismatch (cdk.json verifyMatchThreshold, "
+        "verifyMismatchThreshold; default 0.45 0.15)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"requests served at once (Lambda environments; default {DEFAULT_CONCURRENCY})",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     model_dir = args.model_dir if args.model_dir else args.run / "train" / "model"
+    if not 1 <= args.concurrency <= 64:
+        print(f"error: --concurrency must be from 1 to 64, not {args.concurrency}", file=sys.stderr)
+        return 2
+    match, mismatch = args.verify_thresholds
+    if not 0.0 <= mismatch < match <= 1.0:
+        print(f"error: --verify-thresholds {match} {mismatch}: need 0 <= MISMATCH < MATCH <= 1 (between them is review)", file=sys.stderr)
+        return 2
     if not (model_dir / "model.pth").is_file():
         print(f"error: {model_dir} has no model.pth. Train first (make demo), then: make serve RUN=runs/<id>", file=sys.stderr)
         return 2
@@ -166,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             max_images=args.max_images,
             review_threshold=args.review_threshold,
+            concurrency=args.concurrency,
+            verify_thresholds=tuple(args.verify_thresholds),
         )
     except OSError as error:
         if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
@@ -176,12 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, KeyError) as error:  # inference.model_fn refusing the model dir
         print(f"error: cannot load the model in {model_dir}: {error}. Train it again (make demo)", file=sys.stderr)
         return 2
+    print(f"Page:       {stack.api_url}/   (open it in a browser and type the API key below)", flush=True)
     print(f"Count API:  {stack.api_url}/v1/count   (health: {stack.api_url}/v1/health)")
     print(f"API key:    {stack.api_key}")
-    print(f"Endpoint:   {stack.endpoint_url} (SageMaker runtime API + /ping, /invocations)")
+    print(f"Endpoint:   {stack.endpoint_url} (SageMaker runtime API + /ping, /invocations; serving path: {stack.serving_path})")
     print(
         f'Try:        curl -s -H "x-api-key: {stack.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {stack.api_url}/v1/count'
     )
+    # The README's curl lines use "${API_URL}v1/count", as on AWS (the stage URL ends with "/"): paste this first.
+    print(f"Shell:      export API_URL={stack.api_url}/ API_KEY={stack.api_key}")
     print(f"Or:         python -m local_mode.client --url {stack.api_url} --api-key {stack.api_key} PHOTOS_OR_FOLDERS...")
     print("Ctrl-C stops both servers.", flush=True)
     stop = threading.Event()

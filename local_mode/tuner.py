@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from local_mode.runner import StepFailed, run_parallel, write_json_atomic
+from local_mode.runner import RuntimeExceeded, StepFailed, run_parallel, write_json_atomic
 
 # run_trial(index, hyperparameters, trial_dir, on_metrics) runs one training job to completion and
 # returns its whole output; on_metrics gets each parsed metrics record as it is printed (progress bars).
@@ -36,7 +36,7 @@ class TrialResult:
     hyperparameters: dict[str, Any]
     objective: float | None
     metrics: list[dict[str, Any]]
-    status: str  # "Completed" | "Failed"
+    status: str  # "Completed" | "Stopped" (its time limit; scored by its last metric, as SageMaker does) | "Failed"
     failure: str
     duration_s: float
 
@@ -98,15 +98,20 @@ def run_tuning(
         write_json_atomic(trial_dir / "hyperparameters.json", hyperparameters)
         start = time.monotonic()
         failure = ""
+        stopped = False
         try:
             records = parse_metrics(run_trial(index, hyperparameters, trial_dir, epoch_done))
+        except RuntimeExceeded as error:  # MaxRuntimeInSeconds: the last metric it emitted is its objective
+            records, stopped = parse_metrics(error.output), True
         except StepFailed as error:
             # A failed trial is a result, as in a tuning job; only all trials failing fails the step.
             records, failure = [], str(error)
         if stopping.is_set():
             return  # interrupted: not a result
         objective = objective_value(records, objective_metric)
-        if not failure and objective is None:
+        if stopped and objective is None:
+            failure = f"stopped at the time limit before its first '{objective_metric}' metric line"
+        elif not failure and objective is None:
             failure = f"the trial printed no '{objective_metric}' metric line"
         result = TrialResult(
             index,
@@ -114,7 +119,7 @@ def run_tuning(
             hyperparameters,
             objective,
             records,
-            "Failed" if failure else "Completed",
+            "Failed" if failure else "Stopped" if stopped else "Completed",
             failure,
             round(time.monotonic() - start, 2),
         )
@@ -142,12 +147,17 @@ def run_tuning(
         if isinstance(outcome, BaseException):
             raise outcome  # a bug, not a failed trial
     results.sort(key=lambda r: r.index)
-    completed = [r for r in results if r.status == "Completed" and r.objective is not None]
+    completed = [r for r in results if r.status in ("Completed", "Stopped") and r.objective is not None]
+    stopped_silent = [r for r in results if r.status == "Failed" and r.failure.startswith("stopped at the time limit")]
+    if not completed and stopped_silent and len(stopped_silent) == len(results):
+        # Every trial hit its time limit before its first metric (a very slow or busy machine): nothing was
+        # learned, so the first trial's hyperparameters go on, marked untuned, rather than failing the run.
+        completed = [stopped_silent[0]]
     if not completed:
         reasons = "\n".join(f"  {r.name}: {r.failure.splitlines()[0] if r.failure else 'no metric'}" for r in results)
         raise StepFailed(f"all {trials} tuning trials failed; see {tune_dir}/trial-*/train.log\n{reasons}")
     # Ties go to the earlier trial, so a run is reproducible.
-    best = max(completed, key=lambda r: (r.objective, -r.index))
+    best = max(completed, key=lambda r: (r.objective if r.objective is not None else float("-inf"), -r.index))
     summary = {
         "objective_metric": objective_metric,
         "best_trial": best.name,
@@ -155,7 +165,15 @@ def run_tuning(
         "best_hyperparameters": best.hyperparameters,
         "parallel": parallel,
         "trials": [
-            {"name": r.name, "status": r.status, "objective": r.objective, "duration_s": r.duration_s, "hyperparameters": r.hyperparameters}
+            {
+                "name": r.name,
+                "status": r.status,
+                "objective": r.objective,
+                "duration_s": r.duration_s,
+                "epochs_done": sum(1 for m in r.metrics if m.get(objective_metric) is not None),
+                "stopped": r.status == "Stopped" or r.failure.startswith("stopped at the time limit"),
+                "hyperparameters": r.hyperparameters,
+            }
             for r in results
         ],
     }

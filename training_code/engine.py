@@ -63,3 +63,38 @@ def summarise(matrix: np.ndarray, classes: list[int], loss: float, sq_error: flo
         f"{prefix}:rmse": result["rmse"],
         f"{prefix}:off_by_one": result["off_by_one"],
     }
+
+
+@torch.no_grad()
+def predict_logits(
+    model: Any,
+    split: dataset.Split,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    views: bool = False,
+) -> torch.Tensor:
+    """float32 outputs on the CPU for the whole split, in order (one process): the model's logits [N, classes],
+    or with `views` (a models.CountingModel) its per-view logits [views, N, classes] (test-time flips)."""
+    if hasattr(model, "eval"):  # a served ONNX Runtime session has no train/eval modes
+        model.eval()
+    forward = model.view_logits if views else model
+    chunks = []
+    for start in range(0, len(split), batch_size):
+        images = torch.from_numpy(np.array(split.images[start : start + batch_size])).to(device, non_blocking=True)  # a writable copy
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            chunks.append(forward(images).float().cpu())
+    if not chunks:
+        return torch.zeros(0, len(split.classes))
+    return torch.cat(chunks, dim=1 if views else 0)
+
+
+def score_logits(logits: torch.Tensor, targets: np.ndarray, classes: list[int]) -> tuple[np.ndarray, float, float]:
+    """`evaluate`'s (confusion matrix, mean cross-entropy, summed squared error of the expected count) from logits."""
+    logits = logits.double()
+    targets_t = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    counts = torch.tensor(classes, dtype=torch.float64)
+    expected = logits.softmax(dim=1) @ counts
+    matrix = scoring.confusion_matrix(targets_t.numpy(), logits.argmax(dim=1).numpy(), len(classes))
+    loss = F.cross_entropy(logits, targets_t, reduction="mean").item() if len(targets_t) else 0.0
+    return matrix, loss, float(((expected - counts[targets_t]) ** 2).sum())

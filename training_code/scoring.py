@@ -76,6 +76,10 @@ def write_report(report_dict: dict[str, Any], output_dir: str | Path, history: l
     plot_confusion(report_dict, out / "confusion_matrix.png")
     if history:
         plot_curves(history, out / "curves.png")
+    if report_dict.get("calibration"):
+        import calibration
+
+        calibration.plot_reliability(report_dict["calibration"], out / "reliability.png")
     return path
 
 

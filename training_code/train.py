@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import calibration
 import dataset
 import engine
 import metrics_format
@@ -41,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 logger = logging.getLogger("train")
 
 # Files the model dir's code/ folder needs to serve (inference.py and what it imports).
-SERVING_MODULES = ("inference.py", "models.py", "preprocessing_spec.py", "torchvision_compat.py")
+SERVING_MODULES = ("inference.py", "models.py", "preprocessing_spec.py", "serving_runtime.py", "torchvision_compat.py")
 CHECKPOINT_PREFIX = "checkpoint-epoch"
 KEEP_CHECKPOINTS = 2  # the newest two: if a spot interruption cuts the last write, the previous one loads
 # Test hook: when set, every rank writes rank<r>.sha256 of its final weights into this folder.
@@ -70,7 +71,31 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--amp", default="auto", choices=("auto", "on", "off"), help="mixed precision (auto = on when a GPU is used)")
     parser.add_argument("--workers", type=int, default=2 if torch.cuda.is_available() else 0, help="DataLoader worker processes")
-    parser.add_argument("--pretrained-weights", default=None, help="local torchvision state_dict (.pth) to start from; never downloaded")
+    parser.add_argument(
+        "--pretrained-weights",
+        default=None,
+        help="local torchvision state_dict (.pth) to start from, or 'imagenet' for the weights packaged with efficientnet_lite0; "
+        "'none' = random init; never downloaded",
+    )
+    parser.add_argument(
+        "--backbone-lr-scale", type=float, default=1.0, help="backbone learning rate = lr x this (the new head always gets lr)"
+    )
+    parser.add_argument(
+        "--count-loss-weight",
+        type=float,
+        default=0.0,
+        help="adds this x squared error of the expected count (in classes) to the cross-entropy: penalises far-off counts more",
+    )
+    parser.add_argument(
+        "--keep", default="best", choices=("best", "last"), help="which epoch's weights to export: best validation accuracy, or the last"
+    )
+    parser.add_argument(
+        "--tta",
+        default="none",
+        choices=models.TTA_MODES,
+        help="test-time augmentation stored with the model: flip4 serves the mean of the photo's and its 3 flips' "
+        "calibrated probabilities (4x the inference compute); per-epoch validation stays single-view",
+    )
     parser.add_argument(
         "--stop-after-epochs", type=int, default=0, help="stop after this many epochs of this run, as a spot interruption would (tests)"
     )
@@ -103,6 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("lr", "batch_size", "epochs", "image_size"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 < args.backbone_lr_scale <= 1 or args.count_loss_weight < 0:
+        parser.error("--backbone-lr-scale must be in (0, 1] and --count-loss-weight >= 0")
     if not 0 <= args.label_smoothing < 1 or args.weight_decay < 0:
         parser.error("--label-smoothing must be in [0, 1) and --weight-decay >= 0")
     if not args.train or not args.validation:
@@ -249,6 +276,24 @@ def lr_lambda(total_steps: int):
     return factor
 
 
+def training_loss(logits: torch.Tensor, targets: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """Cross-entropy, plus (optionally) the squared error of the probability-weighted class index, so that
+    guessing 5 for a 1 costs more than guessing 2: counts are ordered, plain cross-entropy ignores that."""
+    loss = F.cross_entropy(logits, targets, label_smoothing=args.label_smoothing)
+    if args.count_loss_weight > 0:
+        positions = torch.arange(logits.shape[1], device=logits.device, dtype=logits.dtype)
+        expected = logits.softmax(dim=1) @ positions
+        loss = loss + args.count_loss_weight * ((expected - targets.to(logits.dtype)) ** 2).mean()
+    return loss
+
+
+def make_optimizer(net: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """AdamW; the pretrained backbone may learn slower than the freshly initialised head."""
+    head, backbone = models.split_head_parameters(net)
+    groups = [{"params": head, "lr": args.lr}, {"params": backbone, "lr": args.lr * args.backbone_lr_scale}]
+    return torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     loader: torch.utils.data.DataLoader,
@@ -268,7 +313,7 @@ def train_one_epoch(
         inputs = augment(images, generator, args.image_size) if args.augment == "on" else images
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(inputs)
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=args.label_smoothing)
+            loss = training_loss(logits.float(), targets, args)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -291,9 +336,41 @@ def train_one_epoch(
     return {"train:loss": sums[0].item() / n, "train:accuracy": sums[1].item() / n}
 
 
+def is_better(metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
+    """Higher validation accuracy wins; a tie goes to the lower validation loss."""
+    if best is None:
+        return True
+    accuracy, loss = metrics["validation:accuracy"], metrics["validation:loss"]
+    return accuracy > best["accuracy"] or (accuracy == best["accuracy"] and loss < best["loss"])
+
+
+def fit_temperature(
+    net: models.CountingModel,
+    validation_split: dataset.Split,
+    args: argparse.Namespace,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    rank: int,
+    world: int,
+) -> float:
+    """Fit the calibration temperature on the validation split (rank 0), share it and set it on the model.
+    Fitted on the path serving takes: with test-time flips, on the mean of the views' softmax(z / T)."""
+    temperature = torch.ones(1, dtype=torch.float64)
+    if rank == 0:
+        net.set_temperature(1.0)
+        logits = engine.predict_logits(net, validation_split, args.batch_size, device, amp_dtype, views=True)
+        temperature[0] = calibration.fit_temperature(logits, torch.from_numpy(validation_split.targets))
+    if world > 1:
+        temperature = temperature.to(device)
+        dist.broadcast(temperature, src=0)
+    net.set_temperature(float(temperature.item()))
+    logger.info("calibration temperature %.3f (fitted on the validation split)", temperature.item())
+    return float(temperature.item())
+
+
 def pretrained_path(args: argparse.Namespace) -> str | None:
     if args.pretrained_weights:
-        return args.pretrained_weights
+        return None if args.pretrained_weights == "none" else args.pretrained_weights
     if args.pretrained:
         folder = Path(args.pretrained)
         candidates = [folder / f"{args.model}.pth"] + sorted(folder.glob("*.pth"))
@@ -314,8 +391,11 @@ def save_model_dir(model_dir: Path, net: torch.nn.Module, meta: dict[str, Any]) 
     here = Path(__file__).resolve().parent
     for name in SERVING_MODULES:
         shutil.copy2(here / name, code / name)
-    # The inference DLC has torch, torchvision, numpy and Pillow: nothing to install at endpoint start.
-    (code / "requirements.txt").write_text("# inference.py needs only what the PyTorch inference container ships\n")
+    # The inference DLC has torch, torchvision, numpy and Pillow and installs code/requirements.txt at start:
+    # torchvision architectures need nothing more, efficientnet_lite0 its (pinned, pure-Python) package.
+    needed = models.serving_requirements(meta["architecture"])
+    header = "# installed by the PyTorch inference container at start; torch, torchvision, numpy and Pillow ship with it\n"
+    (code / "requirements.txt").write_text(header + "".join(f"{line}\n" for line in needed))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -344,7 +424,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         net = net.to(memory_format=torch.channels_last)
     model = DistributedDataParallel(net, device_ids=[device.index] if on_gpu else None) if world > 1 else net
     loader, sampler = make_loader(train_split, args, rank, world)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = make_optimizer(net, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(args.epochs * len(loader)))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
@@ -377,6 +457,9 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_epoch, history = state["epoch"] + 1, state["history"]
+        best = state.get("best")
+    else:
+        best = None  # {"epoch", "accuracy", "loss", "model"}: the epoch export keeps with --keep best
 
     for ran, epoch in enumerate(range(start_epoch, args.epochs + 1), start=1):
         started = time.monotonic()
@@ -389,6 +472,13 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         metrics.update(engine.summarise(matrix, classes, loss, sq_error))
         metrics["epoch_seconds"] = time.monotonic() - started
         history.append(metrics)
+        if is_better(metrics, best):  # every rank sees the same all-reduced metrics, so all keep the same epoch
+            best = {
+                "epoch": epoch,
+                "accuracy": metrics["validation:accuracy"],
+                "loss": metrics["validation:loss"],
+                "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            }
         if rank == 0:
             print(metrics_format.format_metrics(metrics), flush=True)
             checkpoint = {
@@ -398,6 +488,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "history": history,
+                "best": best,
             }
             if scaler is not None:
                 checkpoint["scaler"] = scaler.state_dict()
@@ -406,6 +497,12 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             logger.info("stopping after %d epoch(s) as asked (--stop-after-epochs); run again to resume", ran)
             return None
 
+    kept_epoch = history[-1]["epoch"] if history else 0
+    if args.keep == "best" and best is not None:
+        net.load_state_dict(best["model"])
+        kept_epoch = best["epoch"]
+    net.tta = args.tta  # from here on the model is what serving runs: temperature fit, final report, export
+    temperature = fit_temperature(net, validation_split, args, device, amp_dtype, rank, world)
     final_split, final_name = (test_split, "test") if test_split is not None else (validation_split, "validation")
     matrix, _, sq_error = engine.evaluate(net, final_split, args.batch_size, device, rank, world, amp_dtype)
     version = args.model_version or datetime.datetime.now(datetime.timezone.utc).strftime("local-%Y%m%d-%H%M%S")  # noqa: UP017 (py310 DLCs lack datetime.UTC)
@@ -413,6 +510,11 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     majority = float((final_split.targets == int(train_counts.argmax())).mean())  # always guess train's commonest class
     report = scoring.report(matrix, classes, expected_sq_error=sq_error, model_version=version, majority_baseline=majority)
     report["split"] = final_name
+    report["kept_epoch"] = kept_epoch
+    report["tta"] = args.tta
+    if rank == 0:  # calibration needs every probability: one process scores the final split again
+        probabilities = engine.predict_logits(net, final_split, args.batch_size, device, amp_dtype).softmax(dim=1).numpy()
+        report["calibration"] = calibration.summary(probabilities, final_split.targets, temperature)
     if os.environ.get(WEIGHTS_HASH_ENV):
         digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in net.state_dict().values())).hexdigest()
         Path(os.environ[WEIGHTS_HASH_ENV], f"rank{rank}.sha256").write_text(digest)
@@ -424,13 +526,29 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             "classes": classes,
             "spec_version": preprocessing_spec.SPEC_VERSION,
             "model_version": version,
+            "temperature": temperature,
+            "tta": args.tta,
+            "kept_epoch": kept_epoch,
             "metrics": {k: report[k] for k in ("accuracy", "rmse", "rmse_expected", "off_by_one", "majority_baseline", "n")}
-            | {"split": final_name},
+            | {"split": final_name, "ece": report["calibration"]["ece"]},
             "train_class_counts": {str(c): int(n) for c, n in zip(classes, train_counts, strict=True)},
             "hyperparameters": {
                 k: v
                 for k, v in vars(args).items()
-                if k in ("lr", "batch_size", "epochs", "weight_decay", "label_smoothing", "seed", "augment")
+                if k
+                in (
+                    "lr",
+                    "batch_size",
+                    "epochs",
+                    "weight_decay",
+                    "label_smoothing",
+                    "seed",
+                    "augment",
+                    "pretrained_weights",
+                    "backbone_lr_scale",
+                    "count_loss_weight",
+                    "keep",
+                )
             },
             "history": history,
         }

@@ -8,6 +8,7 @@ acknowledged in pipeline_stack.py with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
@@ -18,6 +19,7 @@ from constructs import Construct
 
 from infra.pipeline.code_asset import CodeAsset
 from infra.pipeline.images import ImageUris
+from infra.pipeline.input_schema import PRETRAINED_PREFIX
 from infra.storage_stack import CHECKPOINTS_PREFIX, RUNS_PREFIX
 
 # Artifacts-bucket prefixes outside storage_stack's list that the pipeline writes.
@@ -37,6 +39,7 @@ class PipelineResources:
     artifacts_bucket: s3.IBucket
     data_key: kms.IKey
     dataset_bucket_name: str  # the public dataset's bucket (read-only), from config.dataset_source
+    pretrained_s3_prefix: str | None  # cdk.json pretrainedWeights when it is s3://bucket/prefix/ (read-only)
     code: CodeAsset
     images: ImageUris
 
@@ -85,17 +88,28 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
             sid="PublicDatasetRead", actions=["s3:GetObject", "s3:ListBucket"], resources=[dataset_bucket, f"{dataset_bucket}/*"]
         )
     )
+    _grant_pretrained_read(role, stack, res)
+    # Jobs read and write SSE-KMS objects under the data key; training/tuning outputs name it as KmsKeyId,
+    # which needs kms:Encrypt (API reference, OutputDataConfig.KmsKeyId); volumes encrypted with it need grants.
     role.add_to_policy(
         iam.PolicyStatement(
             sid="DataKey",
-            actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"],
+            actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"],
             resources=[res.data_key.key_arn],
         )
     )
     # The code tarball (CDK's asset bucket): that one object, instead of Asset.grant_read's wildcards.
+    code_key = res.code.asset.s3_object_key
+    role.add_to_policy(
+        iam.PolicyStatement(sid="CodeAsset", actions=["s3:GetObject"], resources=[res.code.asset.bucket.arn_for_objects(code_key)])
+    )
+    # The Processing jobs' "code" input is an S3Prefix: SageMaker lists the prefix (the object's own key) first.
     role.add_to_policy(
         iam.PolicyStatement(
-            sid="CodeAsset", actions=["s3:GetObject"], resources=[res.code.asset.bucket.arn_for_objects(res.code.asset.s3_object_key)]
+            sid="CodeAssetList",
+            actions=["s3:ListBucket"],
+            resources=[res.code.asset.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{code_key}*"]}},
         )
     )
     # Container images: the DLC account's repositories only. GetAuthorizationToken has no resource.
@@ -108,11 +122,13 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
         )
     )
     role.add_to_policy(iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+    # SageMaker's own log groups: the group ARN (CreateLogGroup) and its streams (":*": CreateLogStream, PutLogEvents).
     log_groups = [
         stack.format_arn(
-            service="logs", resource="log-group", resource_name=f"/aws/sagemaker/{kind}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME
+            service="logs", resource="log-group", resource_name=f"/aws/sagemaker/{kind}{suffix}", arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
         for kind in ("ProcessingJobs", "TrainingJobs", "Endpoints/" + res.endpoint_name)
+        for suffix in ("", ":*")
     ]
     role.add_to_policy(
         iam.PolicyStatement(
@@ -133,10 +149,51 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
     return role
 
 
+def _grant_pretrained_read(role: iam.Role, stack: Stack, res: PipelineResources) -> None:
+    """Read the `pretrained` channel: the artifacts bucket's pretrained/ prefix and cdk.json's pretrainedWeights prefix.
+
+    The execution input's "pretrained" field is checked against exactly these prefixes (input_schema.py). The channel
+    is an S3Prefix, so SageMaker lists the prefix first: ListBucket, limited to it by the s3:prefix condition. Objects
+    in the artifacts bucket are SSE-KMS under the data key, whose Decrypt the DataKey statement grants.
+    """
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="PretrainedRead", actions=["s3:GetObject"], resources=[res.artifacts_bucket.arn_for_objects(f"{PRETRAINED_PREFIX}*")]
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="PretrainedList",
+            actions=["s3:ListBucket"],
+            resources=[res.artifacts_bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{PRETRAINED_PREFIX}*"]}},
+        )
+    )
+    if res.pretrained_s3_prefix:
+        parsed = urlparse(res.pretrained_s3_prefix)
+        bucket_arn = f"arn:{stack.partition}:s3:::{parsed.netloc}"
+        key = parsed.path.lstrip("/")
+        role.add_to_policy(
+            iam.PolicyStatement(sid="PretrainedConfiguredRead", actions=["s3:GetObject"], resources=[f"{bucket_arn}/{key}*"])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PretrainedConfiguredList",
+                actions=["s3:ListBucket"],
+                resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{key}*"]}},
+            )
+        )
+
+
 def state_machine_statements(
-    stack: Stack, res: PipelineResources, execution_role: iam.IRole, topic: sns.ITopic, topic_key: kms.IKey
+    stack: Stack, res: PipelineResources, execution_role: iam.IRole, topic: sns.ITopic, topic_key: kms.IKey, rollback_alarm_arn: str
 ) -> list[iam.PolicyStatement]:
-    """Exactly what the state machine calls (CDK adds its own logging and X-Ray statements)."""
+    """Exactly what the state machine calls (CDK adds its own logging and X-Ray statements).
+
+    tests/infra/test_iam_reference.py checks these against the IAM that CDK's own Step Functions tasks
+    generate for the same integrations and against the Step Functions documentation.
+    """
     prefix = res.name_prefix
 
     def sm(resource: str, name: str) -> str:
@@ -146,6 +203,7 @@ def state_machine_statements(
         return _arn(stack, "events", "rule", name)
 
     endpoint_arn = sm("endpoint", res.endpoint_name)
+    job_arns = [sm(kind, f"{prefix}-*") for kind in ("processing-job", "hyper-parameter-tuning-job", "training-job")]
     return [
         iam.PolicyStatement(
             sid="ProcessingJobs",
@@ -158,6 +216,7 @@ def state_machine_statements(
                 "sagemaker:CreateHyperParameterTuningJob",
                 "sagemaker:DescribeHyperParameterTuningJob",
                 "sagemaker:StopHyperParameterTuningJob",
+                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
             ],
             resources=[sm("hyper-parameter-tuning-job", f"{prefix}-*")],
         ),
@@ -165,6 +224,15 @@ def state_machine_statements(
             sid="TrainingJobs",
             actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
             resources=[sm("training-job", f"{prefix}-*")],
+        ),
+        # .sync tags every job it starts (MANAGED_BY_AWS=STARTED_BY_STEP_FUNCTIONS) and reads the tags back;
+        # CDK's SageMakerCreateTrainingJob/TransformJob grant both. Scoped to this pipeline's jobs.
+        iam.PolicyStatement(sid="SyncJobTags", actions=["sagemaker:AddTags"], resources=job_arns),
+        # Step Functions reads the tags of what it creates (CDK's createModel/EndpointConfig/Endpoint tasks grant it too).
+        iam.PolicyStatement(
+            sid="ReadTags",
+            actions=["sagemaker:ListTags"],
+            resources=[*job_arns, sm("model", f"{prefix}-*"), sm("endpoint-config", f"{prefix}-*"), endpoint_arn],
         ),
         # .sync: Step Functions learns of job completion through these managed EventBridge rules.
         iam.PolicyStatement(
@@ -240,7 +308,15 @@ def state_machine_statements(
         iam.PolicyStatement(
             sid="WriteServingRecord", actions=["s3:PutObject"], resources=[res.artifacts_bucket.arn_for_objects(SERVING_RECORD_KEY)]
         ),
-        iam.PolicyStatement(sid="DataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[res.data_key.key_arn]),
+        # Decrypt/GenerateDataKey: the reports and serving record are SSE-KMS objects. CreateGrant/DescribeKey: the
+        # endpoint config's KmsKeyId (volume and data capture) is granted to the caller of CreateEndpoint/UpdateEndpoint.
+        iam.PolicyStatement(
+            sid="DataKey",
+            actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"],
+            resources=[res.data_key.key_arn],
+        ),
+        # A blue/green update with auto-rollback reads the named alarm (DescribeAlarms) before and while it bakes.
+        iam.PolicyStatement(sid="RollbackAlarm", actions=["cloudwatch:DescribeAlarms"], resources=[rollback_alarm_arn]),
         iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[topic.topic_arn]),
         iam.PolicyStatement(sid="NotifyKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[topic_key.key_arn]),
     ]

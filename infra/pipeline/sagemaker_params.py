@@ -4,6 +4,7 @@ Paths read the state document that definition.py builds:
   $.settings   the execution input merged over the defaults (input_schema.py)
   $.names      job/model/config names derived from the run id; $.paths the run's S3 locations
   $.fixed      static and SageMaker-container hyperparameters; $.trainHp.values the merged set
+  $.inputs     channels (train, validation, test and, for S3 weights, pretrained) and the trials' static hyperparameters
   $.training   the training job's name and model artifact
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 import metrics_format
 import search_space
 
+from infra.pipeline.input_schema import PRETRAINED_HYPERPARAMETER
 from infra.pipeline.roles import DATA_CAPTURE_PREFIX, VARIANT_NAME
 from infra.pipeline.settings import CODE_DIR, FILE_LIST_PATH, DefinitionSettings
 
@@ -36,8 +38,18 @@ def sagemaker_hyperparameters(s: DefinitionSettings) -> dict[str, str]:
     }
 
 
+def trial_sagemaker_hyperparameters(s: DefinitionSettings) -> dict[str, str]:
+    """Tuning trials run on one instance each: no torchrun across instances."""
+    return {**sagemaker_hyperparameters(s), "sagemaker_torch_distributed_enabled": "false"}
+
+
 def static_hyperparameters() -> dict[str, str]:
-    return dict(search_space.STATIC_HYPERPARAMETERS)
+    """search_space's fixed hyperparameters, less the weights: the pipeline's `pretrained` setting chooses those."""
+    if PRETRAINED_HYPERPARAMETER in search_space.SEARCH_SPACE:
+        raise ValueError(
+            f"search_space.SEARCH_SPACE must not tune {PRETRAINED_HYPERPARAMETER!r}: the pipeline's pretrained setting chooses it"
+        )
+    return {name: value for name, value in search_space.STATIC_HYPERPARAMETERS.items() if name != PRETRAINED_HYPERPARAMETER}
 
 
 def _code_input(s: DefinitionSettings) -> dict[str, Any]:
@@ -123,15 +135,17 @@ def evaluate_job(s: DefinitionSettings) -> dict[str, Any]:
     return _processing_job(s, "$.names.evaluation", script, arguments, inputs, "evaluation", EVALUATION_DIR, "$.paths.evaluation")
 
 
-def _channels() -> list[dict[str, Any]]:
+def channels(*, pretrained: bool) -> list[dict[str, Any]]:
+    """InputDataConfig: the prepared splits, plus the `pretrained` channel (train.py reads SM_CHANNEL_PRETRAINED) for S3 weights."""
+    sources = {channel: f"$.paths.{channel}" for channel in ("train", "validation", "test")}
+    if pretrained:
+        sources["pretrained"] = "$.settings.pretrained"
     return [
         {
             "ChannelName": channel,
-            "DataSource": {
-                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": f"$.paths.{channel}", "S3DataDistributionType": "FullyReplicated"}
-            },
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": path, "S3DataDistributionType": "FullyReplicated"}},
         }
-        for channel in ("train", "validation", "test")
+        for channel, path in sources.items()
     ]
 
 
@@ -144,18 +158,15 @@ def _stopping(s: DefinitionSettings) -> dict[str, int]:
 
 def tuning_job(s: DefinitionSettings) -> dict[str, Any]:
     definition: dict[str, Any] = {
-        "StaticHyperParameters": {
-            **static_hyperparameters(),
-            **sagemaker_hyperparameters(s),
-            "sagemaker_torch_distributed_enabled": "false",
-        },
+        # static < the weights' choice < trial_sagemaker_hyperparameters, merged by "Build trial hyperparameters"
+        "StaticHyperParameters.$": "$.inputs.trialStaticHp",
         "AlgorithmSpecification": {
             "TrainingImage": s.images.tuning,
             "TrainingInputMode": "File",
             "MetricDefinitions": metrics_format.METRIC_DEFINITIONS,
         },
         "RoleArn": s.execution_role_arn,
-        "InputDataConfig": _channels(),
+        "InputDataConfig.$": "$.inputs.channels",
         "OutputDataConfig": {"S3OutputPath.$": "$.paths.tuneOutput", "KmsKeyId": s.data_key_arn},
         "ResourceConfig": {"InstanceType": s.config.tuning_instance_type, "InstanceCount": 1, "VolumeSizeInGB": VOLUME_GB},
         "StoppingCondition": _stopping(s),
@@ -190,7 +201,7 @@ def training_job(s: DefinitionSettings) -> dict[str, Any]:
             "EnableSageMakerMetricsTimeSeries": True,
         },
         "HyperParameters.$": "$.trainHp.values",
-        "InputDataConfig": _channels(),
+        "InputDataConfig.$": "$.inputs.channels",
         "OutputDataConfig": {"S3OutputPath.$": "$.paths.trainOutput", "KmsKeyId": s.data_key_arn},
         "ResourceConfig": {
             "InstanceType": s.config.training_instance_type,

@@ -1,33 +1,60 @@
-"""The count API's Lambda: POST /v1/count (photos -> item counts) and GET /v1/health.
+"""The count API's Lambda: POST /v1/count (photos -> item counts), GET /v1/health, and GET / (a page to try
+counting and verification in a browser: count_api/page.html, which calls POST /v1/count with the user's key).
 
 Photos are preprocessed here with the shared spec (Pillow only, draft-mode JPEG decode) and sent to the
 SageMaker endpoint as one application/x-npy uint8 batch. Every failure is a typed exception mapped to a
 JSON response once, below: a caller's mistake is a 4xx that names it, endpoint trouble a 502/503/504.
+
+Tracing is Lambda's active tracing (infra/serving_stack.py: tracing=ACTIVE), which records each
+invocation's initialization and handler segments without any SDK in the function: the X-Ray SDK behind
+Powertools' Tracer cost ~0.4 s of every cold start (docs/benchmarks.md section 2) for per-method subsegments.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import preprocessing_spec as spec
-from aws_lambda_powertools import Logger, Metrics, Tracer
+import verification
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from count_api import endpoint
 from count_api.errors import IMAGE_ERROR_STATUS, ApiError, EndpointError, NotFound
 from count_api.parsing import Photo, event_body, parse_photos
 from count_api.settings import Settings, load_settings
 
+
+class _Lazy:
+    """count_api.endpoint, imported by the first request that needs it: it pulls in botocore (~0.15 s of the
+    cold start, docs/benchmarks.md section 2), which a refused request (any 4xx) never needs."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module("count_api.endpoint"), name)
+
+
+endpoint = _Lazy()
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "count-api"))
-tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "count-api"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "InventoryMonitor"))
 app = APIGatewayRestResolver()
 
-ROUTES = {"/v1/count": "POST", "/v1/health": "GET"}
+ROUTES = {"/v1/count": "POST", "/v1/health": "GET", "/": "GET"}
+PAGE_FILE = Path(__file__).resolve().parent / "count_api" / "page.html"
+# The page is static and self-contained (inline style and script, no external assets): its CSP allows
+# nothing else, it may not be framed, and it calls the API on its own origin only.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 # Powertools keeps (never flushes) metrics while POWERTOOLS_METRICS_DISABLED is set (local mode), and
 # still prints the cold-start metric: record none there.
 METRICS_ENABLED = os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() != "true"
@@ -39,25 +66,45 @@ MAX_IMAGES_PER_CALL = 36
 
 
 @app.post("/v1/count")
-@tracer.capture_method
 def count() -> Response:
     _metric("CountRequests", MetricUnit.Count, 1)
     settings = load_settings()
     event = app.current_event
     data = event_body(event.get("body"), bool(event.get("isBase64Encoded")), settings.max_body_bytes)
-    photos, single = parse_photos(data, event.headers.get("content-type"), settings.max_images_per_request)
+    query = event.get("multiValueQueryStringParameters")
+    photos, single = parse_photos(data, event.headers.get("content-type"), settings.max_images_per_request, query)
     raws = [_preprocess(photo, single) for photo in photos]
     predictions, model_version = _predict(settings, raws)
     results = [_result(photo, prediction, settings, single) for photo, prediction in zip(photos, predictions, strict=True)]
     _metric("ImagesCounted", MetricUnit.Count, len(results))
     _metric("NeedsReview", MetricUnit.Count, sum(r["needs_review"] for r in results))
+    verdicts = [r["verification"]["verdict"] for r in results if "verification" in r]
+    if verdicts:
+        _metric("Verifications", MetricUnit.Count, len(verdicts))
+        _metric("VerificationMismatches", MetricUnit.Count, verdicts.count(verification.MISMATCH))
     base = {"request_id": _request_id(), "model_version": model_version}
     body = {**base, **results[0]} if single else {**base, "results": results}
     return _json(200, body, {"X-Model-Version": model_version})
 
 
+@app.get("/")
+def page() -> Response:
+    """The try-it page (no key needed: it holds no data; the user types the key and the page sends it)."""
+    _metric("PageRequests", MetricUnit.Count, 1)
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=_page_html(),
+        headers={"X-Request-Id": _request_id(), **PAGE_HEADERS},
+    )
+
+
+@functools.cache
+def _page_html() -> str:
+    return PAGE_FILE.read_text(encoding="utf-8")
+
+
 @app.get("/v1/health")
-@tracer.capture_method
 def health() -> Response:
     _metric("HealthRequests", MetricUnit.Count, 1)
     settings = load_settings()
@@ -101,7 +148,6 @@ class ImageProblem(ApiError):
         self.status = IMAGE_ERROR_STATUS.get(code, 400)
 
 
-@tracer.capture_method
 def _predict(settings: Settings, raws: list[bytes]) -> tuple[list[dict[str, Any]], str]:
     predictions: list[dict[str, Any]] = []
     model_version = ""
@@ -132,6 +178,14 @@ def _result(photo: Photo, prediction: Any, settings: Settings, single: bool) -> 
         probabilities={k: round(v, 6) for k, v in probabilities.items()},
         needs_review=confidence < settings.review_confidence_threshold,
     )
+    if photo.expected_count is not None:
+        # expected_count was checked by parse_photos: only the endpoint's probabilities can be wrong here.
+        try:
+            result["verification"] = verification.verify(
+                probabilities, photo.expected_count, settings.verify_match_threshold, settings.verify_mismatch_threshold
+            )
+        except ValueError:
+            raise EndpointError("bad_endpoint_reply", "the model endpoint's probabilities are not {count: probability}") from None
     return result
 
 
@@ -187,12 +241,11 @@ def handle_not_found(_: Exception) -> Response:
     method = app.current_event.http_method
     if path in ROUTES:
         return _error(405, "method_not_allowed", f"{method} is not allowed on {path}: use {ROUTES[path]}", {"Allow": ROUTES[path]})
-    error = NotFound("not_found", f"no route {method} {path}: use POST /v1/count or GET /v1/health")
+    error = NotFound("not_found", f"no route {method} {path}: use POST /v1/count, GET /v1/health or GET / (the try-it page)")
     return _error(error.status, error.code, error.message)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=METRICS_ENABLED)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)

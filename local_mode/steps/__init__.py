@@ -20,6 +20,7 @@ class Settings:
     max_images_per_request: int
     review_confidence_threshold: float
     endpoint_name: str
+    verify_thresholds: tuple[float, float] = (0.45, 0.15)
 
 
 def load_settings(cdk_json: Path = ROOT / "cdk.json") -> Settings:
@@ -37,6 +38,7 @@ def load_settings(cdk_json: Path = ROOT / "cdk.json") -> Settings:
         max_images_per_request=config.max_images_per_request,
         review_confidence_threshold=config.review_confidence_threshold,
         endpoint_name=config.endpoint_name,
+        verify_thresholds=(config.verify_match_threshold, config.verify_mismatch_threshold),
     )
 
 

@@ -47,10 +47,12 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
         endpoint_name=settings.endpoint_name,
         max_images=settings.max_images_per_request,
         review_threshold=settings.review_confidence_threshold,
+        verify_thresholds=settings.verify_thresholds,
     )
     ctx.cleanups.callback(stack.close)
     count_url = f"{stack.api_url}/v1/count"
     curl = f'curl -s -H "x-api-key: {stack.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {count_url}'
+    ctx.log(f"page     {stack.api_url}/  (open in a browser; API key {stack.api_key})")
     ctx.log(f"endpoint {stack.endpoint_url}  (/ping, /invocations)")
     ctx.log(f"API      {count_url}  (key {stack.api_key})")
     # The key is ephemeral (a new one per start) and only valid on loopback: safe to record.

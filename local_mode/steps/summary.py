@@ -54,6 +54,7 @@ def print_summary(summary: dict[str, Any], *, keep_serving: bool, out: Any = pri
     out(f"  model             {summary['model_tar']}")
     out("  step durations    " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["durations_s"].items()))
     if summary["api_url"]:
+        out(f"  page              {summary['api_url']}/  (open in a browser, type the API key from the curl line)")
         out(f"  local API         {summary['api_url']}/v1/count (x-api-key header)")
         out(f"  try               {summary['curl']}")
         if keep_serving:

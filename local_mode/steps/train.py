@@ -48,6 +48,22 @@ def _split_batch(hyperparameters: dict[str, Any], world: int) -> dict[str, str]:
     return {"batch-size": str(batch // world)}
 
 
+def cap_epochs(hyperparameters: dict[str, Any], budget_s: float, seconds_per_epoch: float | None) -> tuple[int, int] | None:
+    """Fit the epochs into the budget at the trials' measured pace (in place); (before, after) when capped.
+
+    The pace is a trial's (one process, one thread, beside the other trials, start-up included); the final
+    run splits each epoch over several processes, so it is an upper bound and the budget a safe one.
+    """
+    if not budget_s or not seconds_per_epoch or "epochs" not in hyperparameters:
+        return None
+    epochs = int(hyperparameters["epochs"])
+    fits = max(1, int(budget_s // seconds_per_epoch))
+    if fits >= epochs:
+        return None
+    hyperparameters["epochs"] = str(fits)
+    return epochs, fits
+
+
 def write_model_tar(model_dir: Path, target: Path) -> None:
     """`tar czf model.tar.gz -C MODEL_DIR .`, written to a temporary name first."""
     partial = target.with_name(target.name + ".partial")
@@ -61,7 +77,14 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     options = ctx.options
     search_space = training_module("search_space")
     metrics_format = training_module("metrics_format")
-    hyperparameters = ctx.result_of("tune")["best_hyperparameters"]
+    tuned = ctx.result_of("tune")
+    hyperparameters = dict(tuned["best_hyperparameters"])
+    epochs_capped = cap_epochs(hyperparameters, options.get("train_budget_s", 0), tuned.get("seconds_per_epoch"))
+    if epochs_capped:
+        ctx.log(
+            f"epochs {epochs_capped[0]} -> {epochs_capped[1]}: {tuned['seconds_per_epoch']:.0f} s per epoch measured by the trials "
+            f"fits {epochs_capped[1]} in the {options['train_budget_s']} s training budget (--train-budget)"
+        )
     data = channels(ctx.step_dir("prepare"))
     model_dir, output_dir = step_dir / "model", step_dir / "output"
     checkpoints = ctx.run_dir / "checkpoints" / "train"
@@ -122,6 +145,7 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
         "model_dir": str(model_dir),
         "model_tar": str(step_dir / "model.tar.gz"),
         "hyperparameters": hyperparameters,
+        "epochs_capped_by_budget": epochs_capped,
         "nodes": nodes,
         "nproc_per_node": nproc,
         "batch_size_per_process": int((per_process or hyperparameters).get("batch-size", 0)) or None,

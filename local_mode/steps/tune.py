@@ -54,6 +54,10 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     fixed = fixed_hyperparameters(options)
     data = channels(ctx.step_dir("prepare"))
     parallel = min(options["parallel_trials"], options["trials"])
+    # The step's time budget, shared by the waves of parallel trials: each trial's MaxRuntimeInSeconds.
+    waves = -(-options["trials"] // parallel)
+    budget = options.get("tune_budget_s", 0)
+    max_runtime = budget / waves if budget else None
 
     def sample(rng: random.Random) -> dict[str, Any]:
         # The tuning job's view of a trial: sampled ranges, then static hyperparameters, then the user's --set.
@@ -72,7 +76,7 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
         command += ["--model-dir", str(trial_dir / "model"), "--output-data-dir", str(trial_dir / "output")]
         command += ["--checkpoint-dir", str(trial_dir / "checkpoints")]
         env = child_env(max(1, cpu_threads() // parallel))
-        run_logged(command, trial_dir / "train.log", env=env, on_line=on_line, what=f"trial {index} (train.py)")
+        run_logged(command, trial_dir / "train.log", env=env, on_line=on_line, what=f"trial {index} (train.py)", max_runtime_s=max_runtime)
         return "".join(lines)
 
     best = run_tuning(
@@ -88,10 +92,18 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     )
     for trial in best["trials"]:
         score = f"{trial['objective']:.3f}" if trial["objective"] is not None else "failed"
-        ctx.log(f"  {trial['name']}: {metrics_format.OBJECTIVE_METRIC} {score}  {trial['hyperparameters']}")
-    ctx.log(f"best: {best['best_trial']} ({metrics_format.OBJECTIVE_METRIC} {best['best_objective']:.3f})")
+        stopped = f" (stopped at the {max_runtime:.0f} s limit after {trial['epochs_done']} epochs)" if trial["status"] == "Stopped" else ""
+        ctx.log(f"  {trial['name']}: {metrics_format.OBJECTIVE_METRIC} {score}{stopped}  {trial['hyperparameters']}")
+    # The measured pace (seconds per epoch, start-up included: an upper bound), for the train step's budget.
+    # A trial stopped before its first epoch gives a lower bound: at least its whole runtime per epoch.
+    paces = sorted(t["duration_s"] / max(1, t["epochs_done"]) for t in best["trials"] if t["epochs_done"] or t["stopped"])
+    if best["best_objective"] is None:
+        ctx.log(f"no trial finished an epoch within {max_runtime:.0f} s: training with {best['best_trial']}'s hyperparameters, untuned")
+    else:
+        ctx.log(f"best: {best['best_trial']} ({metrics_format.OBJECTIVE_METRIC} {best['best_objective']:.3f})")
     return {
         "best_trial": best["best_trial"],
         "best_objective": best["best_objective"],
         "best_hyperparameters": best["best_hyperparameters"],
+        "seconds_per_epoch": paces[len(paces) // 2] if paces else None,
     }

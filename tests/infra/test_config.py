@@ -34,6 +34,11 @@ def test_cli_strings_are_parsed_like_json_values(default_context):
     assert (cfg.training_instance_count, cfg.use_spot, cfg.classes, cfg.review_confidence_threshold) == (4, False, (0, 1, 2), 0.7)
 
 
+PRETRAINED_RULE = (
+    "expected imagenet (the ImageNet weights packaged with efficientnet_lite0), none (random init), or an S3 prefix "
+    "ending in / that holds <model>.pth (a torchvision state_dict), like s3://my-bucket/pretrained/resnet18/"
+)
+
 BAD_VALUES = [
     (
         "trainingInstanceCount",
@@ -82,6 +87,8 @@ BAD_VALUES = [
     ("pythonVersion", "py39", "'pythonVersion' = 'py39' is invalid: expected one of py310, py311, py312"),
     ("deployMarginOverBaseline", 1.5, "'deployMarginOverBaseline' = 1.5 is invalid: expected a number from 0.0 to 1.0"),
     ("reviewConfidenceThreshold", "high", "'reviewConfidenceThreshold' = 'high' is invalid: expected a number from 0.0 to 1.0"),
+    ("verifyMatchThreshold", "1.5", "'verifyMatchThreshold' = '1.5' is invalid: expected a number from 0.0 to 1.0"),
+    ("verifyMismatchThreshold", "0.45", "'verifyMismatchThreshold' = 0.45 is invalid: must be below verifyMatchThreshold (0.45)"),
     (
         "serverlessMemoryMb",
         2500,
@@ -90,6 +97,18 @@ BAD_VALUES = [
     ("maxImagesPerRequest", 100, "'maxImagesPerRequest' = 100 is invalid: expected a whole number from 1 to 64"),
     ("tuningMaxJobs", 0, "'tuningMaxJobs' = 0 is invalid: expected a whole number from 1 to 100"),
     ("maxRuntimeSeconds", 60, "'maxRuntimeSeconds' = 60 is invalid: expected a whole number from 600 to 432000"),
+    *(
+        ("pretrainedWeights", value, f"'pretrainedWeights' = {value!r} is invalid: {PRETRAINED_RULE}")
+        for value in (
+            "ImageNet",  # case-sensitive, as train.py's flag
+            "s3://my-bucket/pretrained/resnet18.pth",  # a file, not a prefix ending in /
+            "s3://my-bucket/pretrained/*/",  # "*" would be a wildcard in IAM and in StringMatches
+            "s3://My_Bucket/pretrained/",  # not a bucket name
+            "my-bucket/pretrained/",
+            "",
+            True,
+        )
+    ),
 ]
 
 
@@ -136,3 +155,14 @@ def test_missing_key_says_where_to_add_it(default_context):
     del context["endpointMode"]
     with pytest.raises(ConfigError, match=re.escape("cdk.json context 'endpointMode' is missing: add it to cdk.json's \"context\"")):
         config_from_mapping(context)
+
+
+@pytest.mark.parametrize("value", ["imagenet", "none", "s3://my-bucket/", "s3://my.bucket-1/team/weights/resnet18/"])
+def test_pretrained_weights_accepts_imagenet_none_or_an_s3_prefix(default_context, value):
+    cfg = config_from_mapping(with_override(default_context, pretrainedWeights=value))
+    assert cfg.pretrained_weights == value
+    assert cfg.pretrained_s3_prefix == (value if value.startswith("s3://") else None)
+
+
+def test_pretrained_weights_default_is_imagenet(default_context):
+    assert config_from_mapping(default_context).pretrained_weights == "imagenet"

@@ -109,12 +109,18 @@ def test_interrupted_demo_resumes_and_serves_counts(tmp_path: Path) -> None:
         assert reply.json()["count"] in (1, 2, 3, 4, 5)
         denied = requests.post(serve["count_url"], data=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}, timeout=30)
         assert denied.status_code in (401, 403)
+        # The try-it page opens without the key.
+        page = requests.get(serve["api_url"] + "/", timeout=30)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     finally:
         os.kill(second.pid, signal.SIGINT)
         out, err = second.communicate(timeout=30)
     assert second.returncode == 0, err[-3000:]
     assert "already done" in out  # prepare was skipped
     assert "counted right" in out  # the counts table
+    summary_lines = out.split("Summary of run", 1)[1].splitlines()
+    page_line = next(i for i, line in enumerate(summary_lines) if line.strip().startswith("page "))
+    assert page_line < next(i for i, line in enumerate(summary_lines) if line.strip().startswith("local API"))  # the page URL first
     assert 0.0 <= summary["accuracy"] <= 1.0
     assert set(summary["durations_s"]) == {"prepare", "tune", "train", "evaluate", "gate", "serve", "count"}
     for step in summary["durations_s"]:

@@ -102,3 +102,14 @@ def test_run_logged_passes_lines(tmp_path: Path) -> None:
     lines: list[str] = []
     run_logged([sys.executable, "-c", "print('a'); print('b')"], tmp_path / "log", on_line=lines.append)
     assert [line.strip() for line in lines] == ["a", "b"]
+
+
+def test_run_logged_stops_a_child_past_its_max_runtime(tmp_path: Path) -> None:
+    from local_mode.runner import RuntimeExceeded
+
+    script = "import time\nprint('epoch 1', flush=True)\ntime.sleep(60)\nprint('never')"
+    started = time.monotonic()
+    with pytest.raises(RuntimeExceeded) as caught:
+        run_logged([sys.executable, "-c", script], tmp_path / "child.log", max_runtime_s=1.0, what="the child")
+    assert time.monotonic() - started < 15
+    assert caught.value.output.startswith("epoch 1\n") and "never" not in caught.value.output and "1 s limit" in str(caught.value)

@@ -83,3 +83,50 @@ def test_parallel_trials_all_run_and_keep_their_order(tmp_path: Path) -> None:
     assert peak[0] == 2
     assert [t["name"] for t in best["trials"]] == ["trial-001", "trial-002", "trial-003", "trial-004"]
     assert best["best_trial"] == "trial-004"
+
+
+def test_a_trial_stopped_at_its_time_limit_is_scored_by_its_last_metric(tmp_path: Path) -> None:
+    from local_mode.runner import RuntimeExceeded
+
+    def run_trial(index: int, hp: dict, trial_dir: Path, on_metrics) -> str:
+        if index == 1:  # MaxRuntimeInSeconds: stopped after two epochs, as SageMaker stops a training job
+            raise RuntimeExceeded("trial 1 was stopped at its 5 s limit", "validation:accuracy=0.2\nvalidation:accuracy=0.8\n")
+        return "validation:accuracy=0.6\n"
+
+    best = run_tuning(
+        tune_dir=tmp_path, trials=2, seed=0, sample=_sample, parse_metrics=_parse, objective_metric=METRIC, run_trial=run_trial
+    )
+    assert best["best_trial"] == "trial-001" and best["best_objective"] == 0.8
+    assert [(t["status"], t["epochs_done"]) for t in best["trials"]] == [("Stopped", 2), ("Completed", 1)]
+
+
+def test_final_training_epochs_fit_the_budget_at_the_measured_pace() -> None:
+    from local_mode.steps.train import cap_epochs
+
+    hyperparameters = {"epochs": "8"}
+    assert cap_epochs(hyperparameters, 240, 55.0) == (8, 4) and hyperparameters["epochs"] == "4"
+    assert cap_epochs({"epochs": "3"}, 240, 55.0) is None  # already fits
+    assert cap_epochs({"epochs": "8"}, 0, 55.0) is None and cap_epochs({"epochs": "8"}, 240, None) is None  # no budget / no pace
+    slow = {"epochs": "8"}
+    assert cap_epochs(slow, 240, 500.0) == (8, 1)  # always at least one epoch
+
+
+def test_when_every_trial_hits_its_limit_before_a_metric_the_first_goes_on_untuned(tmp_path: Path) -> None:
+    from local_mode.runner import RuntimeExceeded
+
+    def run_trial(index: int, hp: dict, trial_dir: Path, on_metrics) -> str:
+        raise RuntimeExceeded(f"trial {index} was stopped at its 5 s limit", "loading data...\n")
+
+    best = run_tuning(
+        tune_dir=tmp_path, trials=2, seed=0, sample=_sample, parse_metrics=_parse, objective_metric=METRIC, run_trial=run_trial
+    )
+    assert best["best_trial"] == "trial-001" and best["best_objective"] is None
+    assert [(t["status"], t["stopped"], t["epochs_done"]) for t in best["trials"]] == [("Failed", True, 0)] * 2
+
+
+def test_a_crashed_trial_still_fails_the_step_when_no_trial_scored(tmp_path: Path) -> None:
+    def run_trial(index: int, hp: dict, trial_dir: Path, on_metrics) -> str:
+        raise StepFailed("train.py exited with code 1")
+
+    with pytest.raises(StepFailed, match="all 2 tuning trials failed"):
+        run_tuning(tune_dir=tmp_path, trials=2, seed=0, sample=_sample, parse_metrics=_parse, objective_metric=METRIC, run_trial=run_trial)

@@ -20,6 +20,7 @@ import search_space
 from moto import mock_aws
 
 from infra.pipeline.images import resolve_images
+from infra.pipeline.input_schema import PRETRAINED_HYPERPARAMETER
 from infra.pipeline.settings import ENDPOINT_MAX_POLLS, ENDPOINT_POLL_SECONDS, FILE_LIST_PATH
 from tests.pipeline.moto_adapter import REGION, History, Scenario, emulated_sagemaker, history, run_execution
 from tests.pipeline.render import ACCOUNT, RenderValues
@@ -60,7 +61,10 @@ class Pipeline:
         return described, history(self.sfn, described["executionArn"])
 
     def notifications(self) -> list[str]:
+        """What the topic published since the last call (read and deleted)."""
         messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        for m in messages:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
         return [m["Body"] for m in messages]
 
     def serving_record(self) -> dict[str, Any]:
@@ -135,7 +139,10 @@ def test_first_run_creates_the_endpoint(pipeline: Pipeline, monkeypatch: pytest.
     assert len(training["TrainingJobName"]) <= 63
     hp = training["HyperParameters"]
     assert {k: hp[k] for k in scenario.best_hyperparameters} == scenario.best_hyperparameters  # the tuner's best, no human copying
-    assert {k: hp[k] for k in search_space.STATIC_HYPERPARAMETERS} == search_space.STATIC_HYPERPARAMETERS
+    # search_space's fixed values, except those the tuner chose and the weights, which the pipeline's `pretrained` decides.
+    static = {k: v for k, v in search_space.STATIC_HYPERPARAMETERS.items() if k not in scenario.best_hyperparameters}
+    static.pop(PRETRAINED_HYPERPARAMETER, None)
+    assert {k: hp[k] for k in static} == static
     assert hp["sagemaker_program"] == "train.py" and hp["sagemaker_submit_directory"] == code_url and hp["sagemaker_region"] == REGION
     assert hp["sagemaker_torch_distributed_enabled"] == "true"  # ml.g5 (GPU) in cdk.json
     assert training["ResourceConfig"]["InstanceCount"] == config.training_instance_count == 2
@@ -220,13 +227,26 @@ def test_given_hyperparameters_skip_tuning(pipeline: Pipeline, monkeypatch: pyte
     assert "Refused: deploy=never" in events.entered() and events.scheduled(SM, "createModel") == []
 
 
-def _assert_failed_at(described: dict[str, Any], events: History, pipeline: Pipeline, step: str, reason: str) -> None:
+def _assert_job_failed_at(described: dict[str, Any], events: History, pipeline: Pipeline, step: str, job: str, reason: str) -> str:
+    """A failed SageMaker job: the message leads with the step, the job name, its FailureReason and a console link."""
     assert described["status"] == "FAILED"
     assert described["error"] == "PipelineFailed"
-    assert f"Step {step} failed" in described["cause"] and reason in described["cause"]
-    assert events.entered()[-3:] == [f"{step} failed", "Notify failure", "Run failed"]
+    assert events.entered()[-5:] == [
+        f"Describe failed {step} job",
+        f"{step} job has a FailureReason?",
+        f"{step} job failed",
+        "Notify failure",
+        "Run failed",
+    ]
     (message,) = pipeline.notifications()
-    assert f"Step {step} failed" in message and reason in message
+    assert message == described["cause"]
+    assert message.startswith(f"Step {step} failed: {job} ")
+    name = message.removeprefix(f"Step {step} failed: {job} ").split(" ")[0]
+    assert f"FailureReason: {reason} " in message
+    assert f"https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/" in message and message.count(name) == 2
+    # The whole Describe* answer (the .sync Cause) is not pasted in: the console link leads to it.
+    assert len(message) < 400 + len(reason), len(message)
+    return name
 
 
 def test_tuning_failure_notifies_and_fails(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,7 +254,9 @@ def test_tuning_failure_notifies_and_fails(pipeline: Pipeline, monkeypatch: pyte
     reason = "All training jobs failed: CUDA out of memory"
     with emulated_sagemaker(monkeypatch, Scenario(tuning_fails=reason)):
         described, events = pipeline.run("tuning-fails", {})
-    _assert_failed_at(described, events, pipeline, "Tune", reason)
+    name = _assert_job_failed_at(described, events, pipeline, "Tune", "tuning job", reason)
+    assert name == _only(events.scheduled(SM, "createHyperParameterTuningJob.sync"))["HyperParameterTuningJobName"]
+    assert "#/hyper-tuning-jobs/" + name in described["cause"]
     assert events.scheduled(SM, "createTrainingJob.sync") == []
 
 
@@ -243,7 +265,9 @@ def test_training_failure_notifies_and_fails(pipeline: Pipeline, monkeypatch: py
     reason = "AlgorithmError: train.py exited with code 1"
     with emulated_sagemaker(monkeypatch, Scenario(training_fails=reason)):
         described, events = pipeline.run("training-fails", {})
-    _assert_failed_at(described, events, pipeline, "Train", reason)
+    name = _assert_job_failed_at(described, events, pipeline, "Train", "training job", reason)
+    assert name == _only(events.scheduled(SM, "createTrainingJob.sync"))["TrainingJobName"]
+    assert "#/jobs/" + name in described["cause"] and "ended Failed" in described["cause"]
     assert "Evaluate" not in events.entered()
 
 
@@ -315,6 +339,10 @@ MALFORMED_INPUTS: list[tuple[Any, str]] = [
     ({"tuningMaxJobs": 2, "tuningMaxParallelJobs": 3}, "tuning budget"),
     ({"trainingInstanceCount": 1.5}, "whole numbers"),
     ({"tuningMaxJobs": 4.0}, "whole numbers"),
+    ({"pretrained": "ImageNet"}, "pretrained"),
+    ({"pretrained": 1}, "pretrained"),
+    ({"pretrained": "s3://someone-elses-bucket/pretrained/resnet18/"}, "pretrained"),
+    ({"hyperparameters": {"lr": "0.001", "pretrained-weights": "none"}}, "hyperparameters"),
 ]
 
 
@@ -333,3 +361,182 @@ def test_malformed_input_fails_at_once(pipeline: Pipeline, monkeypatch: pytest.M
             )
             assert name in described["cause"], case
             assert not [e for e in events.events if e["type"] == "TaskScheduled"], f"{case}: a job started"
+
+
+# --- issue 17: inputs and records that moto was lenient about --------------------------------------------------
+# Which behaviour is whose:
+# - AWS (Amazon States Language, https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html):
+#   Pass and Choice states cannot Catch; States.ALL does not match States.Runtime. A Choice rule whose Variable path
+#   is missing fails the execution (https://docs.aws.amazon.com/step-functions/latest/dg/state-choice.html: only
+#   IsPresent is safe on a missing path); JsonMerge on a non-object is an intrinsic failure in a Pass. None of these
+#   can reach "Notify failure", so the definition must never let them happen: test_definition_static.py proves
+#   that for every path; the tests below execute the inputs that used to reach them.
+# - moto 5.2.5: routes a Choice rule on a missing path as "false" instead of failing, and catches an intrinsic
+#   failure in a Task's ResultSelector with the Task's States.ALL Catch. The tests below therefore do not rely on
+#   either leniency: every case is decided by an IsPresent/type check or by JSON text the definition writes itself.
+
+
+def _no_job_started(pipeline: Pipeline, events: History) -> None:
+    assert not [e for e in events.events if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resourceType"] == SM]
+    assert pipeline.sagemaker.list_processing_jobs()["ProcessingJobSummaries"] == []
+    assert pipeline.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_inputs_that_slipped_through_fail_before_any_job(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[]`, `{"hyperparameters": []}` and a typo'd field used to start Prepare (then States.Runtime, or a deploy)."""
+    from infra.pipeline.input_schema import FIELD_NAMES
+
+    cases: list[tuple[Any, str, str]] = [
+        ([], "Input rejected: not an object", "must be a JSON object"),
+        ({"hyperparameters": []}, "Input rejected: hyperparameters", '"hyperparameters" must be a JSON object'),
+        ({"hyperparameters": None}, "Input rejected: hyperparameters", '"hyperparameters" must be a JSON object'),
+        ({"Deploy": "never"}, "Input rejected: unknown field", 'Input: {"Deploy":"never"}'),
+        ({"deploy": "never", "notes": "a: b: c"}, "Input rejected: unknown field", '"notes":"a: b: c"'),
+        ({"deploy": "never", "x": {}}, "Input rejected: unknown field", '"x":{}'),
+    ]
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        for number, (execution_input, last_state, text) in enumerate(cases):
+            described, events = pipeline.run(f"slipped-{number}", execution_input)
+            case = f"input {execution_input!r}"
+            assert described["status"] == "FAILED" and described["error"] == "InvalidExecutionInput", case
+            assert events.entered()[-1] == last_state, case
+            assert text in described["cause"].replace(" ", "") or text in described["cause"], (case, described["cause"])
+            if last_state.endswith("unknown field"):
+                assert all(f'"{name}"' in described["cause"] for name in FIELD_NAMES), described["cause"]
+            _no_job_started(pipeline, events)
+
+
+def test_known_fields_with_colons_and_nested_values_pass_the_field_name_check(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unknown-field check counts ':' in the input merged with the schema; values of known fields must not count."""
+    given = {"lr": "0.002", "note:with:colons": "a:b"}
+    execution_input = {"hyperparameters": given, "dataSource": "s3://invmon-test-data/bins:2/", "deploy": "never", "tuningMaxJobs": 4}
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("colons", execution_input)
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    assert "Input is valid" in events.entered()
+    assert {k: _only(events.scheduled(SM, "createTrainingJob.sync"))["HyperParameters"][k] for k in given} == given
+
+
+BROKEN_RECORDS: list[tuple[str, str]] = [
+    ('{"model": "invmon-model-1", "endpointConfig": "invmon-epc-1"}', "Serving record unreadable"),  # no accuracy
+    ('[{"accuracy": 0.5}]', "Serving record unreadable"),  # a list: $.serving.record.accuracy is missing
+    ('{"accuracy": "0.5"}', "Serving record unreadable"),  # a string, not a number
+    ('{"accuracy": 50}', "Serving record unreadable"),  # a percentage, not a fraction
+    ("accuracy=0.5", "Read serving record failed"),  # not JSON
+]
+
+
+def test_broken_serving_record_fails_before_any_job_and_notifies(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record is read and checked before Prepare. AWS: a Choice on a missing path would be States.Runtime,
+    so the check guards with IsPresent. Not JSON: parsed in the Task's ResultSelector; moto applies the Task's
+    Catch. (Which error AWS raises for a StringToJson failure there is not documented; if it were
+    States.Runtime the run would still end before any job, reported by the failed-executions alarm.)"""
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        for number, (body, step) in enumerate(BROKEN_RECORDS):
+            pipeline.s3.put_object(Bucket=pipeline.values.artifacts_bucket, Key="serving/current.json", Body=body)
+            described, events = pipeline.run(f"broken-record-{number}", {})
+            case = f"record {body!r}"
+            assert described["status"] == "FAILED" and described["error"] == "PipelineFailed", case
+            assert events.entered()[-3:] == [step, "Notify failure", "Run failed"], (case, events.entered())
+            (message,) = pipeline.notifications()
+            assert f"s3://{pipeline.values.artifacts_bucket}/serving/current.json" in message, case
+            assert "deploy=force" in message, case
+            _no_job_started(pipeline, events)
+
+
+@pytest.mark.parametrize(
+    "body", [BROKEN_RECORDS[0][0], BROKEN_RECORDS[1][0], BROKEN_RECORDS[4][0]], ids=["no-accuracy", "list", "not-json"]
+)
+def test_force_and_never_skip_the_serving_record(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """deploy=force deploys whatever the record says (the comparison is skipped); deploy=never does not read it."""
+    pipeline.s3.put_object(Bucket=pipeline.values.artifacts_bucket, Key="serving/current.json", Body=body)
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("never", {"deploy": "never"})
+        assert described["status"] == "SUCCEEDED", described.get("cause")
+        assert "Read serving record" not in events.entered() and "Refused: deploy=never" in events.entered()
+        described, events = pipeline.run("forced", {"deploy": "force"})
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    assert "Read serving record" not in events.entered() and "Serving record not compared" in events.entered()
+    assert pipeline.serving_record()["accuracy"] == Scenario().accuracy  # the broken record was replaced
+
+
+# --- issue 12: the pretrained weights, as a channel (S3) or as train.py's --pretrained-weights (imagenet / none) ---------
+
+
+def _channels(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in request["InputDataConfig"]}
+
+
+def test_pretrained_s3_uri_is_the_pretrained_channel_of_every_trial_and_of_training(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real: the Choice and Pass states building InputDataConfig, botocore validating both Create requests. Emulated: jobs end."""
+    weights = f"s3://{pipeline.values.artifacts_bucket}/pretrained/resnet18/"
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("pretrained-s3", {"pretrained": weights, "deploy": "never"})
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    assert "Add pretrained channel" in events.entered() and "Set pretrained-weights hyperparameter" not in events.entered()
+
+    tuning = _only(events.scheduled(SM, "createHyperParameterTuningJob.sync"))
+    training = _only(events.scheduled(SM, "createTrainingJob.sync"))
+    described_training = pipeline.sagemaker.describe_training_job(TrainingJobName=training["TrainingJobName"])
+    for what, request in (("trial", tuning["TrainingJobDefinition"]), ("training", training), ("moto's record", described_training)):
+        channels = _channels(request)
+        assert list(channels) == ["train", "validation", "test", "pretrained"], what
+        assert channels["pretrained"] == {"S3DataType": "S3Prefix", "S3Uri": weights, "S3DataDistributionType": "FullyReplicated"}, what
+        assert channels["train"]["S3Uri"].startswith(f"s3://{pipeline.values.artifacts_bucket}/runs/"), what
+    # With the channel, train.py must not get the flag (the flag would win over the channel).
+    assert PRETRAINED_HYPERPARAMETER not in tuning["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert PRETRAINED_HYPERPARAMETER not in training["HyperParameters"]
+    assert tuning["TrainingJobDefinition"]["StaticHyperParameters"]["sagemaker_torch_distributed_enabled"] == "false"
+    assert training["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+
+
+@pytest.mark.parametrize("choice", ["imagenet", "none", None], ids=["imagenet", "none", "cdk.json-default"])
+def test_imagenet_or_none_is_the_hyperparameter_and_adds_no_channel(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, synth: Any, choice: str | None
+) -> None:
+    """Real: the flag merged into the trials' static set and over the tuned / given hyperparameters."""
+    execution_input: dict[str, Any] = {"deploy": "never"} if choice is None else {"pretrained": choice, "deploy": "never"}
+    expected = synth.config.pretrained_weights if choice is None else choice
+    assert expected in ("imagenet", "none"), "cdk.json's pretrainedWeights is an S3 prefix: this case needs imagenet or none"
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("weights-flag", execution_input)
+        assert described["status"] == "SUCCEEDED", described.get("cause")
+        given = {"lr": "0.002", "epochs": "3"}
+        described_given, events_given = pipeline.run("weights-flag-given", {**execution_input, "hyperparameters": given})
+    assert described_given["status"] == "SUCCEEDED", described_given.get("cause")
+    assert "Set pretrained-weights hyperparameter" in events.entered() and "Add pretrained channel" not in events.entered()
+    trial = _only(events.scheduled(SM, "createHyperParameterTuningJob.sync"))["TrainingJobDefinition"]
+    assert trial["StaticHyperParameters"][PRETRAINED_HYPERPARAMETER] == expected
+    assert list(_channels(trial)) == ["train", "validation", "test"]
+    for run_events in (events, events_given):
+        training = _only(run_events.scheduled(SM, "createTrainingJob.sync"))
+        assert training["HyperParameters"][PRETRAINED_HYPERPARAMETER] == expected
+        assert list(_channels(training)) == ["train", "validation", "test"]
+    assert {k: _only(events_given.scheduled(SM, "createTrainingJob.sync"))["HyperParameters"][k] for k in given} == given
+
+
+def test_pretrained_outside_the_readable_prefixes_fails_before_any_job(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An S3 URI the execution role may not read would fail every trial after minutes of paid instance time: refused at once."""
+    artifacts = pipeline.values.artifacts_bucket
+    cause = (
+        'input field "pretrained" must be "imagenet" (the packaged ImageNet weights), "none" (random init) or an S3 URI '
+        f"under s3://{artifacts}/pretrained/ (the prefixes the SageMaker execution role may read) holding <model>.pth, "
+        f'e.g. "s3://{artifacts}/pretrained/resnet18/"'
+    )
+    bad = [
+        "s3://someone-elses-bucket/pretrained/resnet18/",
+        f"s3://{artifacts}/runs/0a1b2c3d/train/",  # readable by the role, but not a weights prefix
+        f"s3://{artifacts}/pretrainedx/resnet18/",  # shares the text, not the prefix
+        f"S3://{artifacts}/pretrained/resnet18/",
+        f"{artifacts}/pretrained/resnet18/",
+        "",
+    ]
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        for number, value in enumerate(bad):
+            described, events = pipeline.run(f"bad-weights-{number}", {"pretrained": value})
+            assert described["status"] == "FAILED" and described["error"] == "InvalidExecutionInput", value
+            assert events.entered()[-1] == "Input rejected: pretrained", value
+            assert described["cause"] == cause, value
+            _no_job_started(pipeline, events)

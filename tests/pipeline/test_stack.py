@@ -61,6 +61,8 @@ def test_state_machine_role_has_exactly_the_calls_it_makes(synth: Synth) -> None
             "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
             "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
             "sagemaker:UpdateEndpointWeightsAndCapacities",
+            # .sync tags the jobs it starts; Step Functions reads tags back (tests/infra/test_iam_reference.py)
+            "sagemaker:AddTags", "sagemaker:ListTags", "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
         ]
     )  # fmt: skip
     pass_role = statements["PassExecutionRole"]

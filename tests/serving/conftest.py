@@ -2,13 +2,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from local_mode.api_server import LambdaContext, build_event
 from tests.serving.fakes import ENDPOINT_NAME, FakeEndpoint
+
+TRAINING_CODE = Path(__file__).resolve().parents[2] / "training_code"
 
 
 @pytest.fixture(scope="session")
@@ -18,27 +24,34 @@ def fake_endpoint() -> Iterator[FakeEndpoint]:
     server.close()
 
 
-@pytest.fixture
-def endpoint(fake_endpoint: FakeEndpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEndpoint]:
-    """The emulated endpoint, reset to 'ok', with the handler's environment pointed at it."""
-    fake_endpoint.mode, fake_endpoint.status = "ok", "InService"
-    fake_endpoint.calls.clear()
-    fake_endpoint.payloads.clear()
-    for name, value in {
+def handler_environment(fake: FakeEndpoint) -> dict[str, str]:
+    """The handler's environment variables, pointed at the emulated endpoint."""
+    return {
         "ENDPOINT_NAME": ENDPOINT_NAME,
         "MAX_IMAGES_PER_REQUEST": "4",
         "REVIEW_CONFIDENCE_THRESHOLD": "0.5",
+        "VERIFY_MATCH_THRESHOLD": "0.45",
+        "VERIFY_MISMATCH_THRESHOLD": "0.15",
         "INVOKE_TIMEOUT_SECONDS": "1",
         "INVOKE_MAX_ATTEMPTS": "1",
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": fake_endpoint.url,
-        "AWS_ENDPOINT_URL_SAGEMAKER": fake_endpoint.url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": fake.url,
+        "AWS_ENDPOINT_URL_SAGEMAKER": fake.url,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "POWERTOOLS_METRICS_NAMESPACE": "InventoryMonitorTest",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
+    }
+
+
+@pytest.fixture
+def endpoint(fake_endpoint: FakeEndpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEndpoint]:
+    """The emulated endpoint, reset to 'ok', with the handler's environment pointed at it."""
+    fake_endpoint.mode, fake_endpoint.status = "ok", "InService"
+    fake_endpoint.calls.clear()
+    fake_endpoint.payloads.clear()
+    for name, value in handler_environment(fake_endpoint).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     yield fake_endpoint
@@ -70,3 +83,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/serving/" in str(item.path):
             item.add_marker(pytest.mark.filterwarnings("ignore:No application metrics to publish"))
+
+
+# --- a real model (slow): test_local_serving.py and test_page_browser.py share one ------------------------
+
+
+def _run(args: list[str], **env: str) -> None:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=TRAINING_CODE, capture_output=True, text=True, env={**os.environ, **env}, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model: synthetic bins -> prep.py -> train.py (1 epoch, mobilenet_v3_small at 64 px), as in the container."""
+    work = tmp_path_factory.mktemp("trained")
+    _run(["synthetic_bins.py", "--output", str(work / "src"), "--count", "30", "--seed", "3"])
+    _run(["prep.py", "--source", str(work / "src"), "--output", str(work / "prep"), "--workers", "1"])
+    _run(
+        [
+            "train.py", "--train", str(work / "prep" / "train"), "--validation", str(work / "prep" / "validation"),
+            "--model", "mobilenet_v3_small", "--epochs", "1", "--batch-size", "16", "--image-size", "64", "--augment", "off",
+            "--model-dir", str(work / "model"), "--output-data-dir", str(work / "output"), "--checkpoint-dir", str(work / "ckpt"),
+            "--model-version", "e2e-test",
+        ],
+        OMP_NUM_THREADS="2",
+    )  # fmt: skip
+    return work / "model"

@@ -87,29 +87,7 @@ def test_client_reports_api_errors(api: ApiServer, tmp_path: Path, capsys: pytes
 # --- everything real (slow) -------------------------------------------------------------------------------
 
 
-def _run(args: list[str], **env: str) -> None:
-    result = subprocess.run(
-        [sys.executable, *args], cwd=TRAINING_CODE, capture_output=True, text=True, env={**os.environ, **env}, timeout=600
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-
-
-@pytest.fixture(scope="session")
-def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real model: synthetic bins -> prep.py -> train.py (1 epoch, mobilenet_v3_small at 64 px), as in the container."""
-    work = tmp_path_factory.mktemp("trained")
-    _run(["synthetic_bins.py", "--output", str(work / "src"), "--count", "30", "--seed", "3"])
-    _run(["prep.py", "--source", str(work / "src"), "--output", str(work / "prep"), "--workers", "1"])
-    _run(
-        [
-            "train.py", "--train", str(work / "prep" / "train"), "--validation", str(work / "prep" / "validation"),
-            "--model", "mobilenet_v3_small", "--epochs", "1", "--batch-size", "16", "--image-size", "64", "--augment", "off",
-            "--model-dir", str(work / "model"), "--output-data-dir", str(work / "output"), "--checkpoint-dir", str(work / "ckpt"),
-            "--model-version", "e2e-test",
-        ],
-        OMP_NUM_THREADS="2",
-    )  # fmt: skip
-    return work / "model"
+# trained_model_dir (session): tests/serving/conftest.py, shared with the browser test.
 
 
 @pytest.mark.slow
@@ -172,8 +150,24 @@ def test_make_serve_entry_point_prints_url_key_and_curl(trained_model_dir: Path,
         output = "".join(lines)
         assert "API key:    k-123" in output and 'curl -s -H "x-api-key: k-123"' in output, output + process.stderr.read()  # type: ignore[union-attr]
         url = output.split("Count API:  ", 1)[1].split()[0]
+        # The try-it page's URL comes first, and it opens without the key.
+        assert lines[0].startswith("Page:"), output
+        page = requests.get(lines[0].split()[1], timeout=10)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html") and "<title>" in page.text
         reply = requests.post(url, data=photo(), headers={"x-api-key": "k-123", "Content-Type": "image/jpeg"}, timeout=60)
         assert reply.status_code == 200 and reply.json()["count"] in (1, 2, 3, 4, 5)
+        # The README's curl lines, as pasted after the export line `make serve` printed (README: "The counting API").
+        export = next(line for line in lines if line.startswith("Shell:")).split("Shell:", 1)[1].strip()
+        readme = (ROOT / "README.md").read_text().split("## The counting API", 1)[1]
+        block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+        for name, shade in (("bin.jpg", 200), ("a.jpg", 90)):
+            (tmp_path / name).write_bytes(photo(shade=shade))
+        script = f"set -e\n{export}\n" + block.replace("curl -s ", "curl -s -w '\\n' ")
+        result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        replies = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        assert replies[0]["count"] in (1, 2, 3, 4, 5) and replies[1]["results"][0]["id"] == "bin-1"
+        assert replies[2]["serving"] is True and len(replies) == 3
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0

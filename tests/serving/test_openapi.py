@@ -49,8 +49,12 @@ def check_against_document(event: dict[str, Any]) -> tuple[int, dict]:
     return status, body
 
 
-def _batch(*images: bytes, **extra: Any) -> bytes:
-    return json.dumps({"images": [{"id": f"i{n}", "data": base64.b64encode(d).decode()} for n, d in enumerate(images)], **extra}).encode()
+def _batch(*images: bytes, expected: list[Any] | None = None, **extra: Any) -> bytes:
+    items = [{"id": f"i{n}", "data": base64.b64encode(d).decode()} for n, d in enumerate(images)]
+    for item, count in zip(items, expected or [], strict=False):
+        if count is not None:
+            item["expected_count"] = count
+    return json.dumps({"images": items, **extra}).encode()
 
 
 def _gif() -> bytes:
@@ -63,6 +67,12 @@ CASES = [
     ("ok", rest_event("POST", "/v1/count", photo(), "image/jpeg"), 200),
     ("ok", rest_event("POST", "/v1/count", _batch(photo(), photo("PNG")), "application/json"), 200),
     ("ok", rest_event("GET", "/v1/health"), 200),
+    # bin verification: a verdict per photo, review (p_match null) outside the classes, 400 for a bad count
+    ("ok", rest_event("POST", "/v1/count?expected_count=5", photo(shade=220), "image/jpeg"), 200),
+    ("ok", rest_event("POST", "/v1/count?expected_count=9", photo(), "image/jpeg"), 200),
+    ("ok", rest_event("POST", "/v1/count", _batch(photo(), photo(), expected=[2, None]), "application/json"), 200),
+    ("ok", rest_event("POST", "/v1/count?expected_count=2.5", photo(), "image/jpeg"), 400),
+    ("ok", rest_event("POST", "/v1/count", _batch(photo(), expected=[-1]), "application/json"), 400),
     ("not_deployed", rest_event("GET", "/v1/health"), 503),
     ("ok", rest_event("POST", "/v1/count", b"", "image/jpeg"), 400),
     ("ok", rest_event("POST", "/v1/count", b"abc", "image/png"), 400),
@@ -93,6 +103,22 @@ def test_schema_rejects_an_undocumented_shape() -> None:
     schema = {"$ref": "#/components/schemas/SingleCount", "components": DOC["components"]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"count": 2, "confidence": 0.5, "probabilities": {"1": 1}, "needs_review": False}, schema)
+    ok = {
+        "request_id": "r",
+        "model_version": "m",
+        "count": 2,
+        "confidence": 0.5,
+        "probabilities": {"1": 0.5, "2": 0.5},
+        "needs_review": False,
+    }
+    jsonschema.validate(ok, schema)
+    for verification in (
+        {"expected_count": 2, "p_match": 0.5, "verdict": "maybe", "reason": "x"},  # not a verdict
+        {"expected_count": -1, "p_match": 0.5, "verdict": "match", "reason": "x"},
+        {"expected_count": 2, "p_match": 0.5, "verdict": "match"},  # no reason
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**ok, "verification": verification}, schema)
 
 
 def test_document_refs_resolve_and_limits_match_the_config_bounds() -> None:

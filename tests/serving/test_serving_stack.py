@@ -3,6 +3,8 @@ alarms wired to the topic (a cross-stack reference from a tiny test stack), dash
 
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_sns as sns
@@ -42,10 +44,41 @@ def test_binary_media_types_and_regional_api(template):
     )
 
 
-def test_every_method_requires_the_api_key(template):
+def _root_methods(template) -> tuple[dict, dict]:
+    """(methods on the API's root resource, the others)."""
     methods = template.find_resources("AWS::ApiGateway::Method")
-    assert {m["Properties"]["HttpMethod"] for m in methods.values()} == {"POST", "GET"}
-    assert all(m["Properties"]["ApiKeyRequired"] is True for m in methods.values())
+    api_id = next(iter(template.find_resources("AWS::ApiGateway::RestApi")))
+    root = {"Fn::GetAtt": [api_id, "RootResourceId"]}
+    on_root = {k: m for k, m in methods.items() if m["Properties"]["ResourceId"] == root}
+    return on_root, {k: m for k, m in methods.items() if k not in on_root}
+
+
+def test_every_data_method_requires_the_api_key(template):
+    on_root, others = _root_methods(template)
+    assert sorted(m["Properties"]["HttpMethod"] for m in others.values()) == ["GET", "POST"]
+    assert all(m["Properties"]["ApiKeyRequired"] is True for m in others.values())
+
+
+def test_the_page_is_get_on_the_root_without_a_key_proxied_to_the_function(template):
+    on_root, _ = _root_methods(template)
+    assert len(on_root) == 1, on_root
+    (page,) = on_root.values()
+    properties = page["Properties"]
+    assert properties["HttpMethod"] == "GET" and properties["AuthorizationType"] == "NONE" and properties["ApiKeyRequired"] is False
+    assert properties["Integration"]["Type"] == "AWS_PROXY"
+    function_id = next(iter(template.find_resources("AWS::Lambda::Function")))
+    assert function_id in json.dumps(properties["Integration"]["Uri"])
+    # checkov's open-access finding is acknowledged on exactly this method, with a reason.
+    skips = page["Metadata"]["checkov"]["skip"]
+    assert [s["id"] for s in skips] == ["CKV_AWS_59"] and "static" in skips[0]["comment"]
+
+
+def test_binary_media_types_leave_the_page_as_text(template):
+    # API Gateway converts a response to binary only for a binary media type (matched against the first
+    # Accept value); text/html must not be one, nor a wildcard that would cover it.
+    (api,) = template.find_resources("AWS::ApiGateway::RestApi").values()
+    types = api["Properties"]["BinaryMediaTypes"]
+    assert not any(t.startswith(("text/", "*")) or t.endswith("/*") for t in types), types
 
 
 def test_usage_plan_throttle_and_quota_from_config(template, default_context):
@@ -118,8 +151,8 @@ def test_function_runtime_architecture_and_environment(template, default_context
     template.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "Runtime": "python3.12",
-            "Architectures": ["arm64"],
+            "Runtime": "python3.13",
+            "Architectures": ["x86_64"],
             "Handler": "handler.lambda_handler",
             "TracingConfig": {"Mode": "Active"},
             "Environment": {
@@ -128,6 +161,8 @@ def test_function_runtime_architecture_and_environment(template, default_context
                         "ENDPOINT_NAME": f"{default_context['namePrefix']}-count-endpoint",
                         "MAX_IMAGES_PER_REQUEST": str(default_context["maxImagesPerRequest"]),
                         "REVIEW_CONFIDENCE_THRESHOLD": str(default_context["reviewConfidenceThreshold"]),
+                        "VERIFY_MATCH_THRESHOLD": str(float(default_context["verifyMatchThreshold"])),
+                        "VERIFY_MISMATCH_THRESHOLD": str(float(default_context["verifyMismatchThreshold"])),
                     }
                 )
             },
@@ -165,7 +200,9 @@ def test_dashboard_covers_api_lambda_and_endpoint(template):
 
 def test_outputs(template):
     outputs = template.find_outputs("*")
-    assert {"ApiUrl", "ApiKeyId", "DashboardName"} <= set(outputs)
+    assert {"ApiUrl", "ApiKeyId", "DashboardName", "PageUrl"} <= set(outputs)
+    # The page URL is the stage URL (GET / on the API).
+    assert outputs["PageUrl"]["Value"] == outputs["ApiUrl"]["Value"]
 
 
 def test_cdk_nag_has_no_unacknowledged_findings(built):
@@ -183,6 +220,7 @@ def test_iam_auth_mode_uses_sigv4_and_no_key(default_context):
     assert all(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in methods.values())
     template.resource_count_is("AWS::ApiGateway::ApiKey", 0)
     assert "ApiKeyId" not in template.find_outputs("*")
+    assert "PageUrl" not in template.find_outputs("*")  # a browser page cannot sign SigV4: no page in iam mode
     assert Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
 
 

@@ -53,10 +53,14 @@ def test_search_space_matches_train_flags_and_sagemaker_shape() -> None:
 def test_sampling_stays_in_range() -> None:
     rng = random.Random(1)
     for _ in range(200):
-        point = search_space.sample(rng)
-        lr = search_space.SEARCH_SPACE["lr"]
-        assert lr.min <= point["lr"] <= lr.max
-        assert point["batch-size"] in search_space.SEARCH_SPACE["batch-size"].values
+        for space in (search_space.SEARCH_SPACE, search_space.DEMO_SEARCH_SPACE):
+            point = search_space.sample(rng, space)
+            for name, parameter in space.items():
+                if isinstance(parameter, search_space.Categorical):
+                    assert point[name] in parameter.values
+                else:
+                    assert parameter.min <= point[name] <= parameter.max, (name, point[name])
+                    assert isinstance(point[name], int) == isinstance(parameter, search_space.Integer)
     with pytest.raises(ValueError, match="Logarithmic scaling needs min > 0"):
         search_space.Continuous(0.0, 1.0, "Logarithmic")
 

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import verification
+
 from count_api.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png")
@@ -19,6 +21,8 @@ MAX_ID_LENGTH = 128
 class Photo:
     id: str
     data: bytes
+    # The record's item count to verify the photo against (None: count only).
+    expected_count: int | None = None
 
 
 def media_type(content_type: str | None) -> str:
@@ -55,12 +59,39 @@ def _too_large(size: int, max_bytes: int) -> PayloadTooLarge:
     )
 
 
-def parse_photos(data: bytes, content_type: str | None, max_images: int) -> tuple[list[Photo], bool]:
-    """(photos, single): one raw image/jpeg or image/png body, or a JSON batch {"images": [{"id", "data"}]}."""
+def expected_count(value: Any, where: str) -> int:
+    """The record's count, a whole number >= 0 (verification.parse_expected_count), or a 400 naming `where`."""
+    try:
+        return verification.parse_expected_count(value, where)
+    except verification.VerificationError as error:
+        raise BadRequest("invalid_expected_count", f"{where}: {error.message}") from None
+
+
+def query_expected_count(query: dict[str, list[str]] | None) -> int | None:
+    """The query parameter expected_count (multiValueQueryStringParameters), None when absent."""
+    values = (query or {}).get("expected_count")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest("invalid_expected_count", f"query parameter expected_count is given {len(values)} times: give it once")
+    return expected_count(values[0], "query parameter expected_count")
+
+
+def parse_photos(
+    data: bytes, content_type: str | None, max_images: int, query: dict[str, list[str]] | None = None
+) -> tuple[list[Photo], bool]:
+    """(photos, single): one raw image/jpeg or image/png body (its expected count in the query string), or a
+    JSON batch {"images": [{"id", "data", "expected_count"?}]}."""
     kind = media_type(content_type)
     if kind in IMAGE_MEDIA_TYPES:
-        return [Photo(id="0", data=data)], True
+        return [Photo(id="0", data=data, expected_count=query_expected_count(query))], True
     if kind == JSON_MEDIA_TYPE:
+        if (query or {}).get("expected_count"):
+            raise BadRequest(
+                "invalid_request",
+                "query parameter expected_count applies to a single photo body: in a JSON batch give each image its own "
+                '"expected_count" field',
+            )
         return _parse_json_batch(data, max_images), False
     shown = f"'{kind}'" if kind else "missing"
     raise UnsupportedMediaType(
@@ -103,5 +134,8 @@ def _parse_json_batch(data: bytes, max_images: int) -> list[Photo]:
             raw = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise BadRequest("invalid_base64", f"{where}.data (id {photo_id!r}) is not valid base64") from None
-        photos.append(Photo(id=photo_id, data=raw))
+        # Absent or null: count only.
+        expected = item.get("expected_count")
+        expected = None if expected is None else expected_count(expected, f"{where}.expected_count")
+        photos.append(Photo(id=photo_id, data=raw, expected_count=expected))
     return photos
