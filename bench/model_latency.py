@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +47,7 @@ COLUMNS = [
 ]
 
 
-def _runner(variant: str, model, example, threads: int, scratch: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _runner(variant: str, model, example, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     """Build one variant; the returned callable maps a uint8 NHWC batch to logits (numpy)."""
     import torch
 
@@ -67,26 +65,9 @@ def _runner(variant: str, model, example, threads: int, scratch: Path) -> Callab
         compiled = torch.compile(model)
         return lambda batch: compiled(torch.from_numpy(batch)).numpy()
     if variant == "onnxruntime":
-        import onnxruntime as ort
+        import serving_runtime  # the serving path's own exporter and session settings: what is timed is what serves
 
-        scratch.mkdir(parents=True, exist_ok=True)
-        path = scratch / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                dynamo=False,
-                opset_version=18,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = serving_runtime.OnnxRuntimeModel(model, threads).session
         return lambda batch: session.run(None, {"images": batch})[0]
     raise common.BenchError(f"unknown variant {variant!r}: choose from {', '.join(VARIANTS)}")
 
@@ -126,11 +107,11 @@ def measure_model(architecture: str, variants: list[str], threads: int, repeats:
     rows: dict[str, dict] = {}
     runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     reference: dict[int, np.ndarray] = {}
-    with torch.inference_mode(), tempfile.TemporaryDirectory() as scratch:
+    with torch.inference_mode():
         for variant in variants:
             try:
                 # A deep copy each: same weights for every variant, so outputs are comparable.
-                run = _runner(variant, copy.deepcopy(base), torch.from_numpy(batches[1]), threads, Path(scratch) / variant)
+                run = _runner(variant, copy.deepcopy(base), torch.from_numpy(batches[1]), threads)
             except ImportError as error:
                 print(f"note: {variant} skipped ({error}); install it with the pin in requirements-dev.txt")
                 continue
