@@ -176,12 +176,7 @@ def vendor_dependencies(requirements: Path = REQUIREMENTS, cache: Path = CACHE) 
         return target
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="tmp-vendor-", dir=cache))
-    command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
-        "--only-binary=:all:", "--platform", PIP_PLATFORM, "--python-version", PYTHON_VERSION, "--implementation", "cp",
-        "--target", str(staging), "-r", str(requirements),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = _pip_install_for_runtime(staging, ["-r", str(requirements)])
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise AssetBuildError(
@@ -191,9 +186,24 @@ def vendor_dependencies(requirements: Path = REQUIREMENTS, cache: Path = CACHE) 
     for pattern in PRUNE:
         for path in staging.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    (staging / ".complete").write_text(key)
+    return _publish(staging, target, key)
+
+
+def _pip_install_for_runtime(staging: Path, requirements: list[str]) -> subprocess.CompletedProcess[str]:
+    """pip install of wheels for the Lambda runtime's platform and Python into `staging` (no deps, no bytecode)."""
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
+        "--only-binary=:all:", "--platform", PIP_PLATFORM, "--python-version", PYTHON_VERSION, "--implementation", "cp",
+        "--target", str(staging), *requirements,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def _publish(staging: Path, target: Path, marker: str) -> Path:
+    """Mark a finished staging folder complete and move it to `target` atomically (a parallel build either wins or finds ours)."""
+    (staging / ".complete").write_text(marker)
     try:
-        os.replace(staging, target)  # atomic: a parallel build either wins or finds ours
+        os.replace(staging, target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -264,12 +274,7 @@ def runtime_provided_packages(cache: Path = CACHE) -> Path:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="tmp-runtime-", dir=cache))
-    command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
-        "--only-binary=:all:", "--platform", PIP_PLATFORM, "--python-version", PYTHON_VERSION, "--implementation", "cp",
-        "--target", str(staging), *pins,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = _pip_install_for_runtime(staging, pins)
     try:
         if result.returncode != 0:
             raise AssetBuildError(f"pip could not fetch {pins} for Python {PYTHON_VERSION}:\n{result.stderr.strip()[-1500:]}")
@@ -277,12 +282,7 @@ def runtime_provided_packages(cache: Path = CACHE) -> Path:
     except AssetBuildError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    (staging / ".complete").write_text("ok")
-    try:
-        os.replace(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return _publish(staging, target, "ok")
 
 
 def _remove_stale(cache: Path, keep: Path, older_than_s: float = 3600) -> None:
