@@ -16,9 +16,11 @@ CFN_LINT_IGNORE := W3005
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-.venv/.installed: requirements.txt requirements-dev.txt constraints.txt
+.venv/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@# The project itself, editable: every part imports its neighbours as installed modules (pyproject.toml).
+	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -62,7 +64,7 @@ demo: setup  ## the whole pipeline on this machine: prepare, tune, train (torchr
 	$(PY) -m local_mode.demo $(ARGS)
 
 serve: setup  ## serve a finished run again: make serve RUN=runs/<id>
-	$(PY) -m local_mode.serve $(if $(RUN),--run $(RUN),) $(ARGS)
+	$(PY) -m local_mode.local_serving $(if $(RUN),--run $(RUN),) $(ARGS)
 
 verify: setup  ## check inventory records against photos: make verify ARGS="--photos DIR --records FILE.csv" [RUN=runs/<id>]
 	$(PY) -m local_mode.verify $(if $(RUN),--run $(RUN),) $(ARGS)

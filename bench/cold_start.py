@@ -33,6 +33,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from count_api.settings import ApiSettings, function_environment
+
 from bench import common
 
 ASSET_CACHE = common.ROOT / ".cache" / "lambda"
@@ -68,7 +70,6 @@ def find_asset(build: bool) -> tuple[Path | None, str]:
         return synthesized[-1], "cdk.out asset from the last synth"
     if not build:
         return None, "no asset built yet (run `make synth` or pass --build)"
-    sys.path.insert(0, str(common.ROOT))
     try:
         from infra import lambda_asset
 
@@ -121,9 +122,8 @@ def lambda_env(pythonpath: str) -> dict[str, str]:
         AWS_REGION="us-east-1",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_EC2_METADATA_DISABLED="true",
-        POWERTOOLS_SERVICE_NAME="count-api",
-        POWERTOOLS_METRICS_NAMESPACE="InventoryMonitor",
-        ENDPOINT_NAME="bench-endpoint",
+        # The function's own variables, as the stack sets them (count_api/settings.py).
+        **function_environment(ApiSettings(endpoint_name="bench-endpoint")),
     )
     return env
 
@@ -203,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     if asset is None:
         print("error: no asset: run `make synth` or pass --build", file=sys.stderr)
         return 1
-    sys.path.insert(0, str(common.ROOT))
     try:
         from infra import lambda_asset
 

@@ -28,14 +28,6 @@ class BenchError(Exception):
     """A usage problem (bad flag, missing input) reported as one line, without a traceback."""
 
 
-def add_source_paths() -> None:
-    """Import training_code/ and lambda/preprocess/ modules by top-level name (docs/contracts.md)."""
-    sys.path.insert(0, str(ROOT))
-    from local_mode import paths
-
-    paths.add_lambda()
-
-
 def quick_results() -> None:
     """--quick runs are smoke tests: their figures go to bench/results/tmp/quick/, never over the quoted ones."""
     global RESULTS_DIR

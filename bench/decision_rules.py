@@ -73,7 +73,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    common.add_source_paths()
     import dataset
     import inference
     import torch

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.load_api [--arch mobilenet_v3_small] [--model-dir DIR] [--seconds 15] [--clients 4,16]
 
-Starts the whole local stack as `make serve` does (`python -m local_mode.serve`: the endpoint server
+Starts the whole local stack as `make serve` does (`python -m local_mode.local_serving`: the endpoint server
 through training_code/inference.py, the real Lambda handler in its environments behind the local API
 Gateway) on 127.0.0.1 and drives it from `clients` threads of this process, each opening a new connection per request (the harsher
 case). Without --model-dir it trains a throwaway model of --arch first (train.py, 1 epoch on 40 synthetic
@@ -12,7 +12,7 @@ Workloads: `good` = one 640×480 JPEG per request (the ≥ 50 requests/s target)
 and 40 % hostile (wrong key, not an image, empty body, bad Content-Length, wrong method, oversized header).
 Every reply must be exactly one well-formed HTTP response with a JSON body and the expected status;
 `bad_replies` counts the others (dropped connections, non-JSON, wrong status). The server is
-`python -m local_mode.serve` in its own process (the clients do not share its interpreter); memory is the
+`python -m local_mode.local_serving` in its own process (the clients do not share its interpreter); memory is the
 resident set of that process plus its Lambda environments, after start-up and after the last load level.
 """
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = json.loads((model_dir / "model_meta.json").read_text())
         # `make serve` in its own process, as a user runs it: the clients here do not share its interpreter.
         env = {**os.environ, "INVMON_SERVING_PATH": args.serving_path, "POWERTOOLS_LOG_LEVEL": "ERROR"}  # hostile requests log each
-        command = [sys.executable, "-m", "local_mode.serve", "--model-dir", str(model_dir), "--port", "0", "--api-key", KEY]
+        command = [sys.executable, "-m", "local_mode.local_serving", "--model-dir", str(model_dir), "--port", "0", "--api-key", KEY]
         server = subprocess.Popen(
             [*command, "--concurrency", str(args.concurrency)], cwd=common.ROOT, env=env, stdout=subprocess.PIPE, text=True
         )

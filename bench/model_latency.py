@@ -162,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.quick:
         common.quick_results()
-    common.add_source_paths()
     import models
     import torch
 

@@ -145,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.synthetic < 1:
         print("error: --repeats and --synthetic must be at least 1", file=sys.stderr)
         return 2
-    common.add_source_paths()
     import preprocessing_spec as spec
 
     repeats, synthetic = (3, min(args.synthetic, 8)) if args.quick else (args.repeats, args.synthetic)

@@ -24,8 +24,6 @@ from typing import Any
 from bench import common
 from bench.real_data_accuracy import RECIPES
 
-common.add_source_paths()
-
 
 def run_one(recipe: str, seed: int, prepared: Path, out: Path, threads: int, extra: list[str]) -> dict[str, Any]:
     run_dir = out / f"{recipe}-s{seed}"

@@ -229,7 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     args.channels_last = args.channels_last or ("on" if args.device == "cuda" else "off")
     if args.quick:
         args.models, args.steps, args.rounds = "mobilenet_v3_small@128", 3, 2
-    common.add_source_paths()
     import torch
 
     torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", "2")))

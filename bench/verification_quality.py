@@ -227,7 +227,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    common.add_source_paths()
     try:
         model_dir = args.model_dir or assemble_model(args.weights, args.meta)
         command = common.command_line("bench.verification_quality", argv)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from count_api.settings import endpoint_name_for
+
 if TYPE_CHECKING:  # only for the type hint: keeps `python -m infra.config` free of jsii start-up
     from constructs import Node
 
@@ -187,11 +189,13 @@ class AppConfig:
     review_confidence_threshold: float
     verify_match_threshold: float
     verify_mismatch_threshold: float
+    verify_instance_type: str
+    verify_instance_count: int
 
     @property
     def endpoint_name(self) -> str:
         """The fixed endpoint name the pipeline deploys to and the serving stack calls."""
-        return f"{self.name_prefix}-count-endpoint"
+        return endpoint_name_for(self.name_prefix)
 
     @property
     def pretrained_s3_prefix(self) -> str | None:
@@ -245,6 +249,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "review_confidence_threshold": _float(0.0, 1.0),
     "verify_match_threshold": _float(0.0, 1.0),
     "verify_mismatch_threshold": _float(0.0, 1.0),
+    "verify_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.m5.xlarge"),
+    "verify_instance_count": _int(1, 20),
 }
 
 CONTEXT_KEYS: dict[str, str] = {field: _camel(field) for field in PARSERS}
@@ -288,10 +294,13 @@ DESCRIPTIONS: dict[str, str] = {
     "review_confidence_threshold": "Predictions less confident than this are flagged `needs_review`",
     "verify_match_threshold": "Bin verification: `p_match` at or above this is verdict `match` (docs/verification.md)",
     "verify_mismatch_threshold": "Bin verification: `p_match` at or below this is verdict `mismatch`; between the two is `review`",
+    "verify_instance_type": "Verify bins: Batch Transform instance type (the execution input's instanceType overrides it)",
+    "verify_instance_count": "Verify bins: Batch Transform instance count (the execution input's instanceCount overrides it)",
 }
 
 
-def _is_gpu_instance(instance_type: str) -> bool:
+def is_gpu_instance(instance_type: str) -> bool:
+    """Instance families with NVIDIA GPUs (ml.g4dn, ml.g5, ml.g6, ml.p3, ml.p4d, ml.p5 ...): multi-instance torchrun needs one."""
     return instance_type.split(".")[1].startswith(("g", "p"))
 
 
@@ -301,7 +310,7 @@ def _cross_checks(cfg: AppConfig) -> None:
         raise _fail(
             "maxWaitSeconds", cfg.max_wait_seconds, f"must be at least maxRuntimeSeconds ({cfg.max_runtime_seconds}) when useSpot is true"
         )
-    if cfg.training_instance_count > 1 and not _is_gpu_instance(cfg.training_instance_type):
+    if cfg.training_instance_count > 1 and not is_gpu_instance(cfg.training_instance_type):
         # The PyTorch DLC starts torchrun across instances only on GPU instances (DESIGN.md).
         raise _fail(
             "trainingInstanceCount",

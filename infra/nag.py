@@ -6,7 +6,7 @@ rule, the resource it applies to, and why the finding does not apply or is accep
 
 from __future__ import annotations
 
-from aws_cdk import Aspects, CfnResource, Stack
+from aws_cdk import Aspects, CfnResource
 from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import IConstruct
 
@@ -21,12 +21,6 @@ def acknowledge(construct: IConstruct, rule_id: str, reason: str, applies_to: li
         raise ValueError(f"acknowledgment of {rule_id} needs a real reason (got {reason!r})")
     suppression = NagPackSuppression(id=rule_id, reason=reason, applies_to=applies_to)
     NagSuppressions.add_resource_suppressions(construct, [suppression], apply_to_children=True)
-
-
-def acknowledge_path(stack: Stack, path: str, rule_id: str, reason: str, applies_to: list[str | RegexAppliesTo] | None = None) -> None:
-    """Acknowledge one finding on a construct CDK creates for us (found by its path)."""
-    suppression = NagPackSuppression(id=rule_id, reason=reason, applies_to=applies_to)
-    NagSuppressions.add_resource_suppressions_by_path(stack, path, [suppression], apply_to_children=True)
 
 
 def checkov_skip(construct: IConstruct, check_id: str, reason: str) -> None:

@@ -7,7 +7,7 @@ before any model exists and the API answers 503 "run the training pipeline" unti
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -15,20 +15,18 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+from count_api.gateway import BINARY_MEDIA_TYPES, STAGE_NAME
+from count_api.settings import METRICS_NAMESPACE, SERVICE_NAME, ApiSettings, function_environment
 
 from infra.config import AppConfig
 from infra.lambda_asset import build_asset
+from infra.logs_key import logs_may_encrypt
 from infra.nag import acknowledge, checkov_skip
 from infra.serving.monitoring import MonitoringProps, ServingMonitoring
 
-STAGE_NAME = "prod"
-BINARY_MEDIA_TYPES = ["image/jpeg", "image/png"]
-SERVICE_NAME = "count-api"
-METRICS_NAMESPACE = "InventoryMonitor"
-# API Gateway's integration limit is 29 s: the function (and its endpoint call) must end before it.
+# API Gateway's integration limit is 29 s: the function (and its endpoint call, count_api.settings's
+# invoke timeout and attempts) must end before it.
 FUNCTION_TIMEOUT = Duration.seconds(28)
-INVOKE_TIMEOUT_SECONDS = 12  # per attempt: 2 attempts (24 s) end before the function's 28 s
-INVOKE_MAX_ATTEMPTS = 2
 
 # Gateway responses in the handler's error shape, so every error a client sees is {"error": {...}}.
 GATEWAY_ERRORS = {
@@ -112,25 +110,23 @@ class ServingStack(Stack):
             enable_key_rotation=True,
             removal_policy=removal,
         )
-        arns = [
-            self.format_arn(service="logs", resource="log-group", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME)
-            for name in (self.function_log_group_name, self.access_log_group_name)
-        ]
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="LogsEncrypt",
-                actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:DescribeKey"],
-                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
-                resources=["*"],
-                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": arns}},
-            )
-        )
+        key.add_to_resource_policy(logs_may_encrypt(self, [self.function_log_group_name, self.access_log_group_name]))
         return key
 
     # --- the function --------------------------------------------------------------------------------
 
-    def _function(self, removal: RemovalPolicy) -> lambda_.Function:
+    def _api_settings(self) -> ApiSettings:
+        """The function's settings from cdk.json; the invoke timeout and attempts keep the function's defaults."""
         config = self.config
+        return ApiSettings(
+            endpoint_name=config.endpoint_name,
+            max_images_per_request=config.max_images_per_request,
+            review_confidence_threshold=config.review_confidence_threshold,
+            verify_match_threshold=config.verify_match_threshold,
+            verify_mismatch_threshold=config.verify_mismatch_threshold,
+        )
+
+    def _function(self, removal: RemovalPolicy) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
             "CountFunctionLogs",
@@ -159,18 +155,7 @@ class ServingStack(Stack):
             role=role,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            environment={
-                "ENDPOINT_NAME": config.endpoint_name,
-                "MAX_IMAGES_PER_REQUEST": str(config.max_images_per_request),
-                "REVIEW_CONFIDENCE_THRESHOLD": str(config.review_confidence_threshold),
-                "VERIFY_MATCH_THRESHOLD": str(config.verify_match_threshold),
-                "VERIFY_MISMATCH_THRESHOLD": str(config.verify_mismatch_threshold),
-                "INVOKE_TIMEOUT_SECONDS": str(INVOKE_TIMEOUT_SECONDS),
-                "INVOKE_MAX_ATTEMPTS": str(INVOKE_MAX_ATTEMPTS),
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
+            environment=function_environment(self._api_settings()),
         )
         acknowledge(
             role,
@@ -221,7 +206,7 @@ class ServingStack(Stack):
             "CountApi",
             rest_api_name=f"{config.name_prefix}-count-api",
             description="Counts the items in bin photos (POST /v1/count)",
-            binary_media_types=BINARY_MEDIA_TYPES,
+            binary_media_types=list(BINARY_MEDIA_TYPES),
             endpoint_types=[apigw.EndpointType.REGIONAL],
             cloud_watch_role=True,  # execution logging needs the account's API Gateway logging role
             cloud_watch_role_removal_policy=removal,

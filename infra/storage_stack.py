@@ -9,11 +9,7 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.nag import checkov_skip
-
-# Prefixes inside the artifacts bucket; the pipeline's IAM and lifecycle rules are scoped to them.
-CHECKPOINTS_PREFIX = "checkpoints/"
-RUNS_PREFIX = "runs/"
-CODE_PREFIX = "code/"
+from infra.pipeline.layout import CHECKPOINTS_PREFIX, RUNS_PREFIX
 
 
 class StorageStack(Stack):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
-import importlib
 import json
 import logging
 import os
@@ -39,20 +38,18 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from count_api.gateway import BINARY_MEDIA_TYPES, STAGE_NAME  # as the stack configures API Gateway; paths below the stage are /v1/...
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask
 
-BINARY_MEDIA_TYPES = ("image/jpeg", "image/png")
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 # Lambda's synchronous invocation payload limit, for the whole event.
 LAMBDA_MAX_EVENT = 6 * 1024 * 1024
-STAGE = "prod"  # the AWS stage name (infra/serving_stack.py); paths below it are /v1/...
 # API Gateway's header limit is 10 KB for the whole request line + headers; an idle client is dropped.
 MAX_HEADER_BYTES = 10 * 1024
 READ_TIMEOUT_S = 10
@@ -127,10 +124,10 @@ def build_event(method: str, raw_path: str, headers: dict[str, str], body: bytes
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "local",
-            "stage": STAGE,
+            "stage": STAGE_NAME,
             "requestId": request_id,
             "httpMethod": method,
-            "path": f"/{STAGE}{parts.path}",
+            "path": f"/{STAGE_NAME}{parts.path}",
             "resourcePath": parts.path,
             "protocol": "HTTP/1.1",
             "requestTimeEpoch": int(time.time() * 1000),
@@ -194,20 +191,15 @@ class ProcessEnvironment:
     length-prefixed JSON over the process's stdin/stdout; its stderr (the handler's logs) is inherited.
     """
 
-    def __init__(self, handler_path: str | Path, timeout_s: float = FUNCTION_TIMEOUT_S) -> None:
-        self.handler_path = str(handler_path)
+    def __init__(self, timeout_s: float = FUNCTION_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ProcessEnvironment:
-        root = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "local_mode.api_server", "--lambda-worker", self.handler_path],
+            [sys.executable, "-m", "local_mode.api_server", "--lambda-worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
-            cwd=root,
         )
         return self
 
@@ -255,9 +247,9 @@ class ProcessEnvironment:
             process.stdout.close()
 
 
-def start_environments(handler_path: str | Path, count: int) -> list[ProcessEnvironment]:
-    """`count` environments of the handler at `handler_path`, started in parallel (the current os.environ)."""
-    environments = [ProcessEnvironment(handler_path).start() for _ in range(count)]
+def start_environments(count: int) -> list[ProcessEnvironment]:
+    """`count` environments of the count API's handler, started in parallel (the current os.environ)."""
+    environments = [ProcessEnvironment().start() for _ in range(count)]
     try:
         for environment in environments:
             environment.wait_ready()
@@ -268,15 +260,15 @@ def start_environments(handler_path: str | Path, count: int) -> list[ProcessEnvi
     return environments
 
 
-def _lambda_worker(handler_path: str) -> int:
+def _lambda_worker() -> int:
     """The environment's side: import the handler once, then answer events from stdin until it closes."""
     protocol_out = sys.stdout.buffer
     sys.stdout = sys.stderr  # anything the handler prints goes to the log, never into the protocol
-    sys.path[:0] = [str(Path(handler_path).parent), str(Path(__file__).resolve().parent.parent / "training_code")]
     import warnings
 
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    handler = importlib.import_module(Path(handler_path).stem)
+    from count_api import app as handler
+
     _write_frame(protocol_out, {"ready": True})
     stdin = sys.stdin.buffer
     while header := stdin.read(FRAME.size):
@@ -522,7 +514,7 @@ class ApiServer(WaitressBackground):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--lambda-worker":
-        raise SystemExit(_lambda_worker(sys.argv[2]))
-    print("usage: python -m local_mode.api_server --lambda-worker HANDLER.py (started by ApiServer)", file=sys.stderr)
+    if sys.argv[1:] == ["--lambda-worker"]:
+        raise SystemExit(_lambda_worker())
+    print("usage: python -m local_mode.api_server --lambda-worker (started by ApiServer)", file=sys.stderr)
     raise SystemExit(2)

@@ -20,8 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RUNS_DIR = ROOT / "runs"
+import deploy_rule
+
+from local_mode.paths import RUNS_DIR
+
+DEFAULT_RUNS_DIR = RUNS_DIR
 # Fixed for the demo's trials and training (measured, docs/local-mode.md): on a few thousand synthetic bins and
 # 8 epochs, augmentation and label smoothing slow learning more than they prevent overfitting. --set overrides.
 DEMO_FIXED = ("epochs=8", "augment=off", "label-smoothing=0")
@@ -42,7 +45,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--source", type=Path, default=None, help="folder laid out like the bucket (bin-images/, metadata/); default: synthetic bins"
     )
-    data.add_argument("--file-list", type=Path, default=None, help="JSON list of ids to use from --source (Udacity file_list.json format)")
+    data.add_argument(
+        "--file-list",
+        type=Path,
+        default=None,
+        help='Udacity file_list.json ({"<count>": ["data/metadata/<id>.json", ...]}) choosing ids from --source',
+    )
     data.add_argument("--bins", type=int, default=4000, help="number of synthetic bins to generate when no --source is given")
     data.add_argument("--max-images", type=int, default=0, help="use at most this many photos from --source (0: all)")
     tune = parser.add_argument_group("tune and train")
@@ -75,7 +83,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     tune.add_argument("--nproc-per-node", type=int, default=2, help="training processes per node (gloo on CPU)")
     tune.add_argument("--seed", type=int, default=42, help="seed for data generation and the tuner's sampling")
     run = parser.add_argument_group("gate, serve and count")
-    run.add_argument("--deploy", choices=("auto", "force", "never"), default="auto", help="gate override: auto applies the rule")
+    run.add_argument("--deploy", choices=deploy_rule.DEPLOY_MODES, default="auto", help="gate override: auto applies the rule")
     run.add_argument("--count-images", type=int, default=8, help="test photos to POST through the local API at the end")
     run.add_argument("--keep-serving", action="store_true", help="keep the local endpoint and API running after the summary (Ctrl-C stops)")
     where = parser.add_argument_group("run folder")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from local_mode.paths import ROOT, add_training_code
+from local_mode.paths import RUNS_DIR
 
 STATE_FILE = "verify-state.json"
 
@@ -35,7 +35,7 @@ class VerifyError(Exception):
     """A usage problem, printed as one line."""
 
 
-def latest_model_dir(runs: Path = ROOT / "runs") -> Path:
+def latest_model_dir(runs: Path = RUNS_DIR) -> Path:
     candidates = sorted(runs.glob("*/train/model/model.pth"), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
     if not candidates:
         raise VerifyError(
@@ -167,7 +167,6 @@ def step_report(args: argparse.Namespace, output: Path) -> dict[str, Any]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    add_training_code()
     import verification
 
     parser = argparse.ArgumentParser(

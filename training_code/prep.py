@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import dataset
+import dataset_layout
 import numpy as np
 import preprocessing_spec
 from tqdm import tqdm
@@ -58,12 +59,12 @@ class Skip(Exception):
 class LocalSource:
     def __init__(self, root: str) -> None:
         self.root = Path(root)
-        if not (self.root / "metadata").is_dir() and not (self.root / "bin-images").is_dir():
+        if not (self.root / dataset_layout.METADATA_DIR).is_dir() and not (self.root / dataset_layout.IMAGES_DIR).is_dir():
             raise PrepError(f"--source {root} has neither metadata/ nor bin-images/: point it at a folder laid out like s3://aft-vbi-pds/")
 
     def list_ids(self) -> list[str]:
-        images = {p.stem for p in (self.root / "bin-images").glob("*.jpg")}
-        metadata = {p.stem for p in (self.root / "metadata").glob("*.json")}
+        images = {p.stem for p in (self.root / dataset_layout.IMAGES_DIR).glob(f"*{dataset_layout.IMAGE_SUFFIX}")}
+        metadata = {p.stem for p in (self.root / dataset_layout.METADATA_DIR).glob(f"*{dataset_layout.METADATA_SUFFIX}")}
         return sorted(images | metadata)
 
     def read(self, key: str) -> bytes | None:
@@ -93,8 +94,9 @@ class S3Source:
     def list_ids(self) -> list[str]:
         ids: set[str] = set()
         paginator = self.client.get_paginator("list_objects_v2")
-        for folder, suffix in (("metadata/", ".json"), ("bin-images/", ".jpg")):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + folder):
+        folders = ((dataset_layout.METADATA_DIR, dataset_layout.METADATA_SUFFIX), (dataset_layout.IMAGES_DIR, dataset_layout.IMAGE_SUFFIX))
+        for folder, suffix in folders:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{folder}/"):
                 ids.update(o["Key"].rsplit("/", 1)[-1].removesuffix(suffix) for o in page.get("Contents", []) if o["Key"].endswith(suffix))
         return sorted(ids)
 
@@ -122,35 +124,31 @@ def open_source(source: str, workers: int, retries: int) -> LocalSource | S3Sour
 # --- the steps -------------------------------------------------------------------------------------
 
 
-def ids_from_file_list(path: str) -> list[str]:
-    """The Udacity file_list.json: {"1": ["data/metadata/100313.json", ...], ...} -> ids."""
+def ids_to_read(source: LocalSource | S3Source, file_list: str | None) -> list[str]:
+    """The file list's ids (dataset_layout's format), else every id in the source."""
+    if not file_list:
+        return source.list_ids()
     try:
-        content = json.loads(Path(path).read_text())
-        entries = [entry for paths in content.values() for entry in paths]
-        return sorted({Path(str(entry)).stem for entry in entries})
-    except (OSError, json.JSONDecodeError, AttributeError, TypeError) as error:
-        raise PrepError(
-            f'--file-list {path} cannot be read ({error}): expected JSON like {{"1": ["data/metadata/100313.json", ...]}}'
-        ) from None
+        return dataset_layout.read_file_list(file_list)
+    except dataset_layout.FileListError as error:
+        raise PrepError(str(error)) from None
 
 
 def read_count(source: LocalSource | S3Source, image_id: str, classes: tuple[int, ...]) -> int:
-    data = source.read(f"metadata/{image_id}.json")
+    data = source.read(dataset_layout.metadata_key(image_id))
     if data is None:
         raise Skip("missing_metadata")
     try:
-        count = json.loads(data)["EXPECTED_QUANTITY"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        raise Skip("bad_metadata", "no EXPECTED_QUANTITY") from None
-    if not isinstance(count, int) or isinstance(count, bool):
-        raise Skip("bad_metadata", f"EXPECTED_QUANTITY is {count!r}")
+        count = dataset_layout.count_from_metadata(data)
+    except dataset_layout.MetadataError as error:
+        raise Skip("bad_metadata", str(error)) from None
     if count not in classes:
         raise Skip("count_outside_classes", str(count))
     return count
 
 
 def read_image(source: LocalSource | S3Source, image_id: str) -> bytes:
-    data = source.read(f"bin-images/{image_id}.jpg")
+    data = source.read(dataset_layout.image_key(image_id))
     if data is None:
         raise Skip("missing_image")
     try:
@@ -212,7 +210,7 @@ def prepare(
 ) -> dict[str, Any]:
     started = time.monotonic()
     source = open_source(source_uri, workers, retries)
-    ids = ids_from_file_list(file_list) if file_list else source.list_ids()
+    ids = ids_to_read(source, file_list)
     if not ids:
         raise PrepError(f"no ids found in {file_list or source_uri}: expected bin-images/<id>.jpg and metadata/<id>.json")
     out = Path(output)
@@ -306,7 +304,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="s3://bucket/prefix/ or a local folder",
     )
     parser.add_argument(
-        "--file-list", default=None, help="optional Udacity file_list.json choosing the ids (default: every id in the source)"
+        "--file-list",
+        default=None,
+        help="optional Udacity file_list.json choosing the ids (dataset_layout.py; default: every id in the source)",
     )
     parser.add_argument("--classes", type=_classes, default=DEFAULT_CLASSES, help="comma-separated item counts to keep (default 1,2,3,4,5)")
     parser.add_argument("--output", default=PROCESSING_OUTPUT if on_processing else None, required=not on_processing, help="output folder")

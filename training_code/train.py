@@ -8,6 +8,8 @@ SM_CHANNEL_TEST, SM_CHANNEL_PRETRAINED, SM_MODEL_DIR, SM_OUTPUT_DATA_DIR); hyper
 (search_space.py uses the same names). Data-parallel through torchrun's RANK / WORLD_SIZE / LOCAL_RANK;
 checkpoints every epoch from rank 0 and resumes from the newest one; prints one METRICS line per epoch
 (metrics_format.py).
+
+`run` reads top to bottom: setup_processes -> load_data -> build_training -> resume -> train_epochs -> export.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,20 @@ CHECKPOINT_PREFIX = "checkpoint-epoch"
 KEEP_CHECKPOINTS = 2  # the newest two: if a spot interruption cuts the last write, the previous one loads
 # Test hook: when set, every rank writes rank<r>.sha256 of its final weights into this folder.
 WEIGHTS_HASH_ENV = "INVMON_WEIGHTS_HASH_DIR"
+# The hyperparameters model_meta.json records (the rest are the architecture's, stored beside them).
+META_HYPERPARAMETERS = (
+    "lr",
+    "batch_size",
+    "epochs",
+    "weight_decay",
+    "label_smoothing",
+    "seed",
+    "augment",
+    "pretrained_weights",
+    "backbone_lr_scale",
+    "count_loss_weight",
+    "keep",
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -142,6 +159,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- distributed --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Processes:
+    """Where this process trains: its rank among `world` processes, its device, and the autocast dtype
+    (None: float32 throughout)."""
+
+    rank: int
+    world: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+
 def init_distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device) from torchrun's environment; one process without it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -159,6 +191,19 @@ def init_distributed() -> tuple[int, int, torch.device]:
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30))
     return (dist.get_rank() if world > 1 else 0), world, device
+
+
+def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
+    """--amp auto|on|off -> the autocast dtype: bfloat16 where supported (no loss scaling), else float16."""
+    on_gpu = device.type == "cuda"
+    if not (amp == "on" or (amp == "auto" and on_gpu)):
+        return None
+    return torch.bfloat16 if not on_gpu or torch.cuda.is_bf16_supported() else torch.float16
+
+
+def setup_processes(args: argparse.Namespace) -> Processes:
+    rank, world, device = init_distributed()
+    return Processes(rank, world, device, amp_dtype_for(args.amp, device))
 
 
 def sync_buffers(net: torch.nn.Module, world: int) -> None:
@@ -216,7 +261,129 @@ def augment(images: torch.Tensor, generator: torch.Generator, image_size: int) -
     return x.clamp(0, 255).permute(0, 2, 3, 1)
 
 
-# --- checkpoints --------------------------------------------------------------------------------------
+# --- data ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Data:
+    """The channels (prep.py splits) and the training loader; `test` is None without a test channel."""
+
+    train: dataset.Split
+    validation: dataset.Split
+    test: dataset.Split | None
+    loader: torch.utils.data.DataLoader
+    sampler: torch.utils.data.DistributedSampler
+
+    @property
+    def classes(self) -> list[int]:
+        return self.train.classes
+
+
+def make_loader(split: dataset.Split, args: argparse.Namespace, rank: int, world: int) -> tuple[torch.utils.data.DataLoader, Any]:
+    sampler = torch.utils.data.DistributedSampler(range(len(split)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    # Drop a short last batch (BatchNorm cannot train on one image), unless it is the only batch.
+    per_rank = math.ceil(len(split) / world)
+    batches = torch.utils.data.BatchSampler(sampler, args.batch_size, drop_last=per_rank > args.batch_size)
+    loader = torch.utils.data.DataLoader(
+        dataset.BatchDataset(split), sampler=batches, batch_size=None, num_workers=args.workers, pin_memory=torch.cuda.is_available()
+    )
+    return loader, sampler
+
+
+def load_data(args: argparse.Namespace, processes: Processes) -> Data:
+    """The three channels (validation and test must use train's classes) and this rank's loader."""
+    train_split = dataset.load_split(args.train)
+    classes = train_split.classes
+    validation_split = dataset.load_split(args.validation, classes)
+    test_split = dataset.load_split(args.test, classes) if args.test else None
+    if processes.rank == 0:
+        logger.info(
+            "world %d on %s; train %d, validation %d, test %d images; classes %s",
+            processes.world,
+            processes.device,
+            len(train_split),
+            len(validation_split),
+            len(test_split or []),
+            classes,
+        )
+    loader, sampler = make_loader(train_split, args, processes.rank, processes.world)
+    return Data(train_split, validation_split, test_split, loader, sampler)
+
+
+# --- model, optimizer, schedule -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Training:
+    """What the epochs update and a checkpoint holds. `net` is the model itself (what is saved and
+    evaluated); `model` is what trains: `net` inside DistributedDataParallel when there are several ranks."""
+
+    net: models.CountingModel
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None  # float16 only: bfloat16 and float32 need no loss scaling
+
+
+def pretrained_path(args: argparse.Namespace) -> str | None:
+    if args.pretrained_weights:
+        return None if args.pretrained_weights == "none" else args.pretrained_weights
+    if args.pretrained:
+        folder = Path(args.pretrained)
+        candidates = [folder / f"{args.model}.pth"] + sorted(folder.glob("*.pth"))
+        for candidate in candidates:
+            if candidate.is_file():
+                return str(candidate)
+        raise ValueError(f"the pretrained channel {folder} has no .pth file: add {args.model}.pth (a torchvision state_dict)")
+    return None
+
+
+def make_optimizer(net: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """AdamW; the pretrained backbone may learn slower than the freshly initialised head."""
+    head, backbone = models.split_head_parameters(net)
+    groups = [{"params": head, "lr": args.lr}, {"params": backbone, "lr": args.lr * args.backbone_lr_scale}]
+    return torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def lr_lambda(total_steps: int):
+    warmup = max(1, total_steps // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_training(args: argparse.Namespace, classes: list[int], processes: Processes, steps_per_epoch: int) -> Training:
+    """The model (the same initial weights on every rank), AdamW, warm-up + cosine over the whole run, and
+    the float16 loss scaler."""
+    torch.manual_seed(args.seed)
+    net = models.build_model(args.model, len(classes), args.head, args.image_size, pretrained_path(args)).to(processes.device)
+    if processes.on_gpu:
+        net = net.to(memory_format=torch.channels_last)
+    model = net
+    if processes.world > 1:
+        model = DistributedDataParallel(net, device_ids=[processes.device.index] if processes.on_gpu else None)
+    optimizer = make_optimizer(net, args)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(args.epochs * steps_per_epoch))
+    scaler = torch.amp.GradScaler("cuda") if processes.amp_dtype == torch.float16 else None
+    return Training(net, model, optimizer, scheduler, scaler)
+
+
+# --- checkpoints and resume ---------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Where the run stands: the next epoch to train, the metrics of the epochs done, and the best epoch
+    so far ({"epoch", "accuracy", "loss", "model"}: the weights --keep best exports)."""
+
+    next_epoch: int = 1
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
 
 
 def checkpoint_paths(folder: Path) -> list[Path]:
@@ -250,30 +417,66 @@ def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
         old.unlink(missing_ok=True)
 
 
-# --- training -----------------------------------------------------------------------------------------
+def run_identity(args: argparse.Namespace, classes: list[int]) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the same model, data classes, seed and schedule."""
+    return {
+        "model": args.model,
+        "head": args.head,
+        "image_size": args.image_size,
+        "classes": classes,
+        "seed": args.seed,
+        "epochs": args.epochs,
+    }
 
 
-def make_loader(split: dataset.Split, args: argparse.Namespace, rank: int, world: int) -> tuple[torch.utils.data.DataLoader, Any]:
-    sampler = torch.utils.data.DistributedSampler(range(len(split)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
-    # Drop a short last batch (BatchNorm cannot train on one image), unless it is the only batch.
-    per_rank = math.ceil(len(split) / world)
-    batches = torch.utils.data.BatchSampler(sampler, args.batch_size, drop_last=per_rank > args.batch_size)
-    loader = torch.utils.data.DataLoader(
-        dataset.BatchDataset(split), sampler=batches, batch_size=None, num_workers=args.workers, pin_memory=torch.cuda.is_available()
-    )
-    return loader, sampler
+def checkpoint_state(identity: dict[str, Any], epoch: int, training: Training, progress: Progress) -> dict[str, Any]:
+    """Plain tensors, numbers and dicts only, so that resuming loads it with weights_only=True."""
+    state = {
+        "run": identity,
+        "epoch": epoch,
+        "model": training.net.state_dict(),
+        "optimizer": training.optimizer.state_dict(),
+        "scheduler": training.scheduler.state_dict(),
+        "history": progress.history,
+        "best": progress.best,
+    }
+    if training.scaler is not None:
+        state["scaler"] = training.scaler.state_dict()
+    return state
 
 
-def lr_lambda(total_steps: int):
-    warmup = max(1, total_steps // 20)
+def read_checkpoint(checkpoint_dir: Path, processes: Processes) -> dict[str, Any] | None:
+    """The newest readable checkpoint, read by rank 0 and sent to every rank (other nodes may not share the folder)."""
+    state = None
+    if processes.rank == 0:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)  # fail before the first epoch, not after it
+        state = load_newest_checkpoint(checkpoint_dir)
+    if processes.world > 1:
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    return state
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
-    return factor
+def resume(checkpoint_dir: Path, identity: dict[str, Any], training: Training, processes: Processes) -> Progress:
+    """Load the newest checkpoint of this run into `training`; a fresh Progress when there is none."""
+    state = read_checkpoint(checkpoint_dir, processes)
+    if state is None:
+        return Progress()
+    if state.get("run") != identity:
+        raise ValueError(
+            f"{checkpoint_dir} holds a checkpoint of another run ({state.get('run')}, this run is {identity}): "
+            "resuming it would mix two trainings; give this run an empty --checkpoint-dir"
+        )
+    training.net.load_state_dict(state["model"])
+    training.optimizer.load_state_dict(state["optimizer"])
+    training.scheduler.load_state_dict(state["scheduler"])
+    if training.scaler is not None and state.get("scaler"):
+        training.scaler.load_state_dict(state["scaler"])
+    return Progress(state["epoch"] + 1, state["history"], state.get("best"))
+
+
+# --- the epoch loop -----------------------------------------------------------------------------------
 
 
 def training_loss(logits: torch.Tensor, targets: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
@@ -285,13 +488,6 @@ def training_loss(logits: torch.Tensor, targets: torch.Tensor, args: argparse.Na
         expected = logits.softmax(dim=1) @ positions
         loss = loss + args.count_loss_weight * ((expected - targets.to(logits.dtype)) ** 2).mean()
     return loss
-
-
-def make_optimizer(net: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
-    """AdamW; the pretrained backbone may learn slower than the freshly initialised head."""
-    head, backbone = models.split_head_parameters(net)
-    groups = [{"params": head, "lr": args.lr}, {"params": backbone, "lr": args.lr * args.backbone_lr_scale}]
-    return torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
 
 
 def train_one_epoch(
@@ -336,6 +532,35 @@ def train_one_epoch(
     return {"train:loss": sums[0].item() / n, "train:accuracy": sums[1].item() / n}
 
 
+def run_epoch(epoch: int, args: argparse.Namespace, data: Data, training: Training, processes: Processes) -> dict[str, float]:
+    """Train one epoch, then score the validation split: the epoch's METRICS record."""
+    started = time.monotonic()
+    generator = seed_everything(args.seed, epoch, processes.rank)
+    data.sampler.set_epoch(epoch)
+    metrics: dict[str, float] = {"epoch": epoch}
+    metrics.update(
+        train_one_epoch(
+            training.model,
+            data.loader,
+            training.optimizer,
+            training.scheduler,
+            training.scaler,
+            args,
+            processes.device,
+            generator,
+            processes.amp_dtype,
+            processes.world,
+        )
+    )
+    sync_buffers(training.net, processes.world)
+    matrix, loss, sq_error = engine.evaluate(
+        training.net, data.validation, args.batch_size, processes.device, processes.rank, processes.world, processes.amp_dtype
+    )
+    metrics.update(engine.summarise(matrix, data.classes, loss, sq_error))
+    metrics["epoch_seconds"] = time.monotonic() - started
+    return metrics
+
+
 def is_better(metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
     """Higher validation accuracy wins; a tie goes to the lower validation loss."""
     if best is None:
@@ -344,41 +569,109 @@ def is_better(metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
     return accuracy > best["accuracy"] or (accuracy == best["accuracy"] and loss < best["loss"])
 
 
-def fit_temperature(
-    net: models.CountingModel,
-    validation_split: dataset.Split,
-    args: argparse.Namespace,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    rank: int,
-    world: int,
-) -> float:
+def record_epoch(progress: Progress, epoch: int, metrics: dict[str, float], net: torch.nn.Module) -> None:
+    progress.history.append(metrics)
+    progress.next_epoch = epoch + 1
+    if is_better(metrics, progress.best):  # every rank sees the same all-reduced metrics, so all keep the same epoch
+        progress.best = {
+            "epoch": epoch,
+            "accuracy": metrics["validation:accuracy"],
+            "loss": metrics["validation:loss"],
+            "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        }
+
+
+def train_epochs(
+    args: argparse.Namespace, data: Data, training: Training, progress: Progress, identity: dict[str, Any], processes: Processes
+) -> bool:
+    """Train the remaining epochs; rank 0 prints each METRICS line and checkpoints it. False when
+    --stop-after-epochs stopped the run early (as a spot interruption would)."""
+    for ran, epoch in enumerate(range(progress.next_epoch, args.epochs + 1), start=1):
+        metrics = run_epoch(epoch, args, data, training, processes)
+        record_epoch(progress, epoch, metrics, training.net)
+        if processes.rank == 0:
+            print(metrics_format.format_metrics(metrics), flush=True)
+            save_checkpoint(Path(args.checkpoint_dir), checkpoint_state(identity, epoch, training, progress))
+        if args.stop_after_epochs and ran >= args.stop_after_epochs and epoch < args.epochs:
+            logger.info("stopping after %d epoch(s) as asked (--stop-after-epochs); run again to resume", ran)
+            return False
+    return True
+
+
+# --- export: calibration, final report, model dir -----------------------------------------------------
+
+
+def keep_weights(args: argparse.Namespace, net: torch.nn.Module, progress: Progress) -> int:
+    """Load the weights --keep chooses into `net` (best: the best epoch's; last: as trained); their epoch."""
+    if args.keep == "best" and progress.best is not None:
+        net.load_state_dict(progress.best["model"])
+        return progress.best["epoch"]
+    return progress.history[-1]["epoch"] if progress.history else 0
+
+
+def fit_temperature(net: models.CountingModel, validation_split: dataset.Split, args: argparse.Namespace, processes: Processes) -> float:
     """Fit the calibration temperature on the validation split (rank 0), share it and set it on the model.
     Fitted on the path serving takes: with test-time flips, on the mean of the views' softmax(z / T)."""
     temperature = torch.ones(1, dtype=torch.float64)
-    if rank == 0:
+    if processes.rank == 0:
         net.set_temperature(1.0)
-        logits = engine.predict_logits(net, validation_split, args.batch_size, device, amp_dtype, views=True)
+        logits = engine.predict_logits(net, validation_split, args.batch_size, processes.device, processes.amp_dtype, views=True)
         temperature[0] = calibration.fit_temperature(logits, torch.from_numpy(validation_split.targets))
-    if world > 1:
-        temperature = temperature.to(device)
+    if processes.world > 1:
+        temperature = temperature.to(processes.device)
         dist.broadcast(temperature, src=0)
     net.set_temperature(float(temperature.item()))
     logger.info("calibration temperature %.3f (fitted on the validation split)", temperature.item())
     return float(temperature.item())
 
 
-def pretrained_path(args: argparse.Namespace) -> str | None:
-    if args.pretrained_weights:
-        return None if args.pretrained_weights == "none" else args.pretrained_weights
-    if args.pretrained:
-        folder = Path(args.pretrained)
-        candidates = [folder / f"{args.model}.pth"] + sorted(folder.glob("*.pth"))
-        for candidate in candidates:
-            if candidate.is_file():
-                return str(candidate)
-        raise ValueError(f"the pretrained channel {folder} has no .pth file: add {args.model}.pth (a torchvision state_dict)")
-    return None
+def model_version(args: argparse.Namespace) -> str:
+    return args.model_version or datetime.datetime.now(datetime.timezone.utc).strftime("local-%Y%m%d-%H%M%S")  # noqa: UP017 (py310 DLCs lack datetime.UTC)
+
+
+def train_class_counts(data: Data) -> np.ndarray:
+    return np.bincount(data.train.targets, minlength=len(data.classes))
+
+
+def final_report(
+    args: argparse.Namespace, data: Data, net: models.CountingModel, temperature: float, kept_epoch: int, version: str, processes: Processes
+) -> dict[str, Any]:
+    """evaluation.json: the kept model, as served, on the test split (validation without one); rank 0 adds calibration."""
+    final_split, final_name = (data.test, "test") if data.test is not None else (data.validation, "validation")
+    matrix, _, sq_error = engine.evaluate(
+        net, final_split, args.batch_size, processes.device, processes.rank, processes.world, processes.amp_dtype
+    )
+    majority = float((final_split.targets == int(train_class_counts(data).argmax())).mean())  # always guess train's commonest class
+    report = scoring.report(matrix, data.classes, expected_sq_error=sq_error, model_version=version, majority_baseline=majority)
+    report["split"] = final_name
+    report["kept_epoch"] = kept_epoch
+    report["tta"] = args.tta
+    if processes.rank == 0:  # calibration needs every probability: one process scores the final split again
+        logits = engine.predict_logits(net, final_split, args.batch_size, processes.device, processes.amp_dtype)
+        report["calibration"] = calibration.summary(logits.softmax(dim=1).numpy(), final_split.targets, temperature)
+    return report
+
+
+def model_meta(
+    args: argparse.Namespace, data: Data, report: dict[str, Any], temperature: float, history: list[dict[str, float]]
+) -> dict[str, Any]:
+    """model_meta.json (docs/contracts.md): what serving needs to rebuild the model, and how it was made."""
+    return {
+        "architecture": args.model,
+        "head": args.head,
+        "image_size": args.image_size,
+        "classes": data.classes,
+        "spec_version": preprocessing_spec.SPEC_VERSION,
+        "model_version": report["model_version"],
+        "temperature": temperature,
+        "tta": args.tta,
+        "kept_epoch": report["kept_epoch"],
+        "metrics": {k: report[k] for k in ("accuracy", "rmse", "rmse_expected", "off_by_one", "majority_baseline", "n")}
+        | {"split": report["split"], "ece": report["calibration"]["ece"]},
+        "train_class_counts": {str(c): int(n) for c, n in zip(data.classes, train_class_counts(data), strict=True)},
+        "hyperparameters": {k: v for k, v in vars(args).items() if k in META_HYPERPARAMETERS},
+        "history": history,
+    }
 
 
 def save_model_dir(model_dir: Path, net: torch.nn.Module, meta: dict[str, Any]) -> None:
@@ -398,171 +691,48 @@ def save_model_dir(model_dir: Path, net: torch.nn.Module, meta: dict[str, Any]) 
     (code / "requirements.txt").write_text(header + "".join(f"{line}\n" for line in needed))
 
 
-def run(args: argparse.Namespace) -> dict[str, Any] | None:
-    rank, world, device = init_distributed()
-    on_gpu = device.type == "cuda"
-    use_amp = args.amp == "on" or (args.amp == "auto" and on_gpu)
-    amp_dtype = (torch.bfloat16 if not on_gpu or torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
-    train_split = dataset.load_split(args.train)
-    classes = train_split.classes
-    validation_split = dataset.load_split(args.validation, classes)
-    test_split = dataset.load_split(args.test, classes) if args.test else None
-    if rank == 0:
-        logger.info(
-            "world %d on %s; train %d, validation %d, test %d images; classes %s",
-            world,
-            device,
-            len(train_split),
-            len(validation_split),
-            len(test_split or []),
-            classes,
-        )
+def write_weights_hash(net: torch.nn.Module, folder: str, rank: int) -> None:
+    """The test hook (WEIGHTS_HASH_ENV): this rank's final weights, hashed, so that tests can compare ranks."""
+    digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in net.state_dict().values())).hexdigest()
+    Path(folder, f"rank{rank}.sha256").write_text(digest)
 
-    torch.manual_seed(args.seed)  # identical initial weights on every rank
-    net = models.build_model(args.model, len(classes), args.head, args.image_size, pretrained_path(args)).to(device)
-    if on_gpu:
-        net = net.to(memory_format=torch.channels_last)
-    model = DistributedDataParallel(net, device_ids=[device.index] if on_gpu else None) if world > 1 else net
-    loader, sampler = make_loader(train_split, args, rank, world)
-    optimizer = make_optimizer(net, args)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(args.epochs * len(loader)))
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
-    checkpoint_dir = Path(args.checkpoint_dir)
-    if rank == 0:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)  # fail before the first epoch, not after it
-    state = load_newest_checkpoint(checkpoint_dir) if rank == 0 else None
-    if world > 1:  # rank 0 reads, everyone gets the same state (other nodes may not share the folder)
-        box = [state]
-        dist.broadcast_object_list(box, src=0)
-        state = box[0]
-    start_epoch, history = 1, []
-    run_identity = {
-        "model": args.model,
-        "head": args.head,
-        "image_size": args.image_size,
-        "classes": classes,
-        "seed": args.seed,
-        "epochs": args.epochs,
-    }
-    if state is not None and state.get("run") != run_identity:
-        raise ValueError(
-            f"{checkpoint_dir} holds a checkpoint of another run ({state.get('run')}, this run is {run_identity}): "
-            "resuming it would mix two trainings; give this run an empty --checkpoint-dir"
-        )
-    if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        best = state.get("best")
-    else:
-        best = None  # {"epoch", "accuracy", "loss", "model"}: the epoch export keeps with --keep best
-
-    for ran, epoch in enumerate(range(start_epoch, args.epochs + 1), start=1):
-        started = time.monotonic()
-        generator = seed_everything(args.seed, epoch, rank)
-        sampler.set_epoch(epoch)
-        metrics: dict[str, float] = {"epoch": epoch}
-        metrics.update(train_one_epoch(model, loader, optimizer, scheduler, scaler, args, device, generator, amp_dtype, world))
-        sync_buffers(net, world)
-        matrix, loss, sq_error = engine.evaluate(net, validation_split, args.batch_size, device, rank, world, amp_dtype)
-        metrics.update(engine.summarise(matrix, classes, loss, sq_error))
-        metrics["epoch_seconds"] = time.monotonic() - started
-        history.append(metrics)
-        if is_better(metrics, best):  # every rank sees the same all-reduced metrics, so all keep the same epoch
-            best = {
-                "epoch": epoch,
-                "accuracy": metrics["validation:accuracy"],
-                "loss": metrics["validation:loss"],
-                "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            }
-        if rank == 0:
-            print(metrics_format.format_metrics(metrics), flush=True)
-            checkpoint = {
-                "run": run_identity,
-                "epoch": epoch,
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history,
-                "best": best,
-            }
-            if scaler is not None:
-                checkpoint["scaler"] = scaler.state_dict()
-            save_checkpoint(checkpoint_dir, checkpoint)
-        if args.stop_after_epochs and ran >= args.stop_after_epochs and epoch < args.epochs:
-            logger.info("stopping after %d epoch(s) as asked (--stop-after-epochs); run again to resume", ran)
-            return None
-
-    kept_epoch = history[-1]["epoch"] if history else 0
-    if args.keep == "best" and best is not None:
-        net.load_state_dict(best["model"])
-        kept_epoch = best["epoch"]
+def export(args: argparse.Namespace, data: Data, training: Training, progress: Progress, processes: Processes) -> dict[str, Any]:
+    """Keep the chosen epoch's weights, calibrate, score the final split; rank 0 writes the model dir and the report."""
+    net = training.net
+    kept_epoch = keep_weights(args, net, progress)
     net.tta = args.tta  # from here on the model is what serving runs: temperature fit, final report, export
-    temperature = fit_temperature(net, validation_split, args, device, amp_dtype, rank, world)
-    final_split, final_name = (test_split, "test") if test_split is not None else (validation_split, "validation")
-    matrix, _, sq_error = engine.evaluate(net, final_split, args.batch_size, device, rank, world, amp_dtype)
-    version = args.model_version or datetime.datetime.now(datetime.timezone.utc).strftime("local-%Y%m%d-%H%M%S")  # noqa: UP017 (py310 DLCs lack datetime.UTC)
-    train_counts = np.bincount(train_split.targets, minlength=len(classes))
-    majority = float((final_split.targets == int(train_counts.argmax())).mean())  # always guess train's commonest class
-    report = scoring.report(matrix, classes, expected_sq_error=sq_error, model_version=version, majority_baseline=majority)
-    report["split"] = final_name
-    report["kept_epoch"] = kept_epoch
-    report["tta"] = args.tta
-    if rank == 0:  # calibration needs every probability: one process scores the final split again
-        probabilities = engine.predict_logits(net, final_split, args.batch_size, device, amp_dtype).softmax(dim=1).numpy()
-        report["calibration"] = calibration.summary(probabilities, final_split.targets, temperature)
+    temperature = fit_temperature(net, data.validation, args, processes)
+    report = final_report(args, data, net, temperature, kept_epoch, model_version(args), processes)
     if os.environ.get(WEIGHTS_HASH_ENV):
-        digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in net.state_dict().values())).hexdigest()
-        Path(os.environ[WEIGHTS_HASH_ENV], f"rank{rank}.sha256").write_text(digest)
-    if rank == 0:
-        meta = {
-            "architecture": args.model,
-            "head": args.head,
-            "image_size": args.image_size,
-            "classes": classes,
-            "spec_version": preprocessing_spec.SPEC_VERSION,
-            "model_version": version,
-            "temperature": temperature,
-            "tta": args.tta,
-            "kept_epoch": kept_epoch,
-            "metrics": {k: report[k] for k in ("accuracy", "rmse", "rmse_expected", "off_by_one", "majority_baseline", "n")}
-            | {"split": final_name, "ece": report["calibration"]["ece"]},
-            "train_class_counts": {str(c): int(n) for c, n in zip(classes, train_counts, strict=True)},
-            "hyperparameters": {
-                k: v
-                for k, v in vars(args).items()
-                if k
-                in (
-                    "lr",
-                    "batch_size",
-                    "epochs",
-                    "weight_decay",
-                    "label_smoothing",
-                    "seed",
-                    "augment",
-                    "pretrained_weights",
-                    "backbone_lr_scale",
-                    "count_loss_weight",
-                    "keep",
-                )
-            },
-            "history": history,
-        }
-        save_model_dir(Path(args.model_dir), net, meta)
-        scoring.write_report(report, args.output_data_dir, history)
+        write_weights_hash(net, os.environ[WEIGHTS_HASH_ENV], processes.rank)
+    if processes.rank == 0:
+        save_model_dir(Path(args.model_dir), net, model_meta(args, data, report, temperature, progress.history))
+        scoring.write_report(report, args.output_data_dir, progress.history)
         logger.info(
             "%s accuracy %.4f, rmse %.3f, off-by-one %.3f (majority baseline %.4f)",
-            final_name,
+            report["split"],
             report["accuracy"],
             report["rmse"],
             report["off_by_one"],
-            majority,
+            report["majority_baseline"],
         )
     return report
+
+
+# --- entry point --------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train (resuming this run's newest checkpoint) and export; None when --stop-after-epochs stopped it."""
+    processes = setup_processes(args)
+    data = load_data(args, processes)
+    training = build_training(args, data.classes, processes, len(data.loader))
+    identity = run_identity(args, data.classes)
+    progress = resume(Path(args.checkpoint_dir), identity, training, processes)
+    if not train_epochs(args, data, training, progress, identity, processes):
+        return None
+    return export(args, data, training, progress, processes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -339,7 +339,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     default_records = PROCESSING_RECORDS if on_processing and Path(PROCESSING_RECORDS).is_dir() else None
     parser.add_argument(
-        "--records", default=default_records, help="CSV bin_id,expected_count (file, folder or s3://); default: metadata/<id>.json"
+        "--records",
+        default=default_records,
+        help="CSV bin_id,expected_count (file, folder or s3://); default or '': metadata/<id>.json (the Verify bins state machine passes '')",
     )
     parser.add_argument("--output", default=PROCESSING_OUTPUT if on_processing else None, required=not on_processing, help="output folder")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"photos per batch file (1-{MAX_BATCH_SIZE})")
@@ -352,7 +354,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        summary = prepare(args.source, args.output, args.records, args.batch_size, args.workers, args.retries, args.progress)
+        summary = prepare(args.source, args.output, args.records or None, args.batch_size, args.workers, args.retries, args.progress)
     except PrepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -20,8 +20,6 @@ from constructs import Construct
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_CODE_DIR = ROOT / "training_code"
 BUILD_DIR = ROOT / ".cache" / "pipeline"
-# Helpers the pipeline's own Processing steps run beside training_code (top level of the tarball).
-EXTRA_FILES = {"pipeline_gate.py": Path(__file__).resolve().parent / "container" / "pipeline_gate.py"}
 _SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 _SKIPPED_SUFFIXES = (".pyc", ".pyo")
 _FIXED_MTIME = 0
@@ -31,7 +29,7 @@ class CodeAssetError(ValueError):
     """The source folder cannot be packaged (missing, empty)."""
 
 
-def _members(source: Path, extra: dict[str, Path]) -> list[tuple[str, Path]]:
+def _members(source: Path) -> list[tuple[str, Path]]:
     if not source.is_dir():
         raise CodeAssetError(f"training code folder {source} does not exist: the pipeline ships it to SageMaker")
     found: list[tuple[str, Path]] = []
@@ -43,18 +41,14 @@ def _members(source: Path, extra: dict[str, Path]) -> list[tuple[str, Path]]:
             found.append((relative.as_posix(), path))
     if not found:
         raise CodeAssetError(f"training code folder {source} has no files to package")
-    for name, path in extra.items():
-        if not path.is_file():
-            raise CodeAssetError(f"pipeline helper {path} is missing (it is packaged as {name})")
-        found.append((name, path))
     return sorted(found)
 
 
-def build_tarball(source: Path = TRAINING_CODE_DIR, extra: dict[str, Path] | None = None) -> bytes:
+def build_tarball(source: Path = TRAINING_CODE_DIR) -> bytes:
     """The tar.gz bytes: same files and contents -> same bytes, whatever the file times or owners."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, path in _members(source, EXTRA_FILES if extra is None else extra):
+        for name, path in _members(source):
             data = path.read_bytes()
             info = tarfile.TarInfo(name)
             info.size = len(data)

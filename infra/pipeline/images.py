@@ -12,14 +12,6 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 from sagemaker.core import image_uris  # noqa: E402
 
-# Instance families with NVIDIA GPUs (ml.g4dn, ml.g5, ml.g6, ml.p3, ml.p4d, ml.p5 ...).
-_GPU_FAMILY_PREFIXES = ("g", "p")
-
-
-def is_gpu_instance(instance_type: str) -> bool:
-    family = instance_type.split(".")[1]
-    return family.startswith(_GPU_FAMILY_PREFIXES)
-
 
 @dataclass(frozen=True)
 class ImageUris:

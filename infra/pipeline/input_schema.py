@@ -23,10 +23,10 @@ from typing import Any
 
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from deploy_rule import DEPLOY_MODES
 
 from infra.config import PRETRAINED_CHOICES, AppConfig
 
-DEPLOY_MODES = ("auto", "force", "never")
 INPUT_ERROR = "InvalidExecutionInput"
 # Where the raw input sits while it is checked; "Input is valid" leaves {"input": <the input>}.
 INPUT = "$.input"

@@ -20,13 +20,7 @@ from constructs import Construct
 from infra.pipeline.code_asset import CodeAsset
 from infra.pipeline.images import ImageUris
 from infra.pipeline.input_schema import PRETRAINED_PREFIX
-from infra.storage_stack import CHECKPOINTS_PREFIX, RUNS_PREFIX
-
-# Artifacts-bucket prefixes outside storage_stack's list that the pipeline writes.
-SERVING_PREFIX = "serving/"
-DATA_CAPTURE_PREFIX = "datacapture/"
-SERVING_RECORD_KEY = f"{SERVING_PREFIX}current.json"
-VARIANT_NAME = "AllTraffic"
+from infra.pipeline.layout import CHECKPOINTS_PREFIX, DATA_CAPTURE_PREFIX, RUNS_PREFIX, SERVING_RECORD_KEY
 
 
 @dataclass(frozen=True)
@@ -63,6 +57,19 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
         assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
         description=f"{res.name_prefix}: SageMaker jobs and model of the training pipeline",
     )
+    # The order of the grants is the order of the policy's statements.
+    _grant_artifacts(role, res)
+    _grant_data_read(role, stack, res)
+    _grant_pretrained_read(role, stack, res)
+    _grant_data_key(role, res)
+    _grant_code_read(role, res)
+    _grant_image_pulls(role, stack, res)
+    _grant_logs_and_metrics(role, stack, res)
+    return role
+
+
+def _grant_artifacts(role: iam.Role, res: PipelineResources) -> None:
+    """Read/write under the run, checkpoint and data-capture prefixes of the artifacts bucket."""
     writable = [RUNS_PREFIX, CHECKPOINTS_PREFIX, DATA_CAPTURE_PREFIX]
     role.add_to_policy(
         iam.PolicyStatement(
@@ -79,7 +86,10 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
             conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in writable]}},
         )
     )
-    # The data bucket holds the user's own photos laid out like the public dataset: read only.
+
+
+def _grant_data_read(role: iam.Role, stack: Stack, res: PipelineResources) -> None:
+    """The photos: the user's data bucket (laid out like the public dataset) and the public dataset, read only."""
     role.add_to_policy(iam.PolicyStatement(sid="DataRead", actions=["s3:GetObject"], resources=[res.data_bucket.arn_for_objects("*")]))
     role.add_to_policy(iam.PolicyStatement(sid="DataList", actions=["s3:ListBucket"], resources=[res.data_bucket.bucket_arn]))
     dataset_bucket = f"arn:{stack.partition}:s3:::{res.dataset_bucket_name}"
@@ -88,9 +98,11 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
             sid="PublicDatasetRead", actions=["s3:GetObject", "s3:ListBucket"], resources=[dataset_bucket, f"{dataset_bucket}/*"]
         )
     )
-    _grant_pretrained_read(role, stack, res)
-    # Jobs read and write SSE-KMS objects under the data key; training/tuning outputs name it as KmsKeyId,
-    # which needs kms:Encrypt (API reference, OutputDataConfig.KmsKeyId); volumes encrypted with it need grants.
+
+
+def _grant_data_key(role: iam.Role, res: PipelineResources) -> None:
+    """Jobs read and write SSE-KMS objects under the data key; training/tuning outputs name it as KmsKeyId,
+    which needs kms:Encrypt (API reference, OutputDataConfig.KmsKeyId); volumes encrypted with it need grants."""
     role.add_to_policy(
         iam.PolicyStatement(
             sid="DataKey",
@@ -98,7 +110,10 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
             resources=[res.data_key.key_arn],
         )
     )
-    # The code tarball (CDK's asset bucket): that one object, instead of Asset.grant_read's wildcards.
+
+
+def _grant_code_read(role: iam.Role, res: PipelineResources) -> None:
+    """The code tarball (CDK's asset bucket): that one object, instead of Asset.grant_read's wildcards."""
     code_key = res.code.asset.s3_object_key
     role.add_to_policy(
         iam.PolicyStatement(sid="CodeAsset", actions=["s3:GetObject"], resources=[res.code.asset.bucket.arn_for_objects(code_key)])
@@ -112,7 +127,10 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
             conditions={"StringLike": {"s3:prefix": [f"{code_key}*"]}},
         )
     )
-    # Container images: the DLC account's repositories only. GetAuthorizationToken has no resource.
+
+
+def _grant_image_pulls(role: iam.Role, stack: Stack, res: PipelineResources) -> None:
+    """Container images: the DLC account's repositories only. GetAuthorizationToken has no resource."""
     repos = [_arn(stack, "ecr", "repository", repo, account=res.images.registry_account) for repo in res.images.repositories]
     role.add_to_policy(
         iam.PolicyStatement(
@@ -122,12 +140,16 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
         )
     )
     role.add_to_policy(iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-    # SageMaker's own log groups: the group ARN (CreateLogGroup) and its streams (":*": CreateLogStream, PutLogEvents).
+
+
+def _grant_logs_and_metrics(role: iam.Role, stack: Stack, res: PipelineResources) -> None:
+    """SageMaker's own log groups: the group ARN (CreateLogGroup) and its streams (":*": CreateLogStream, PutLogEvents)."""
     log_groups = [
         stack.format_arn(
             service="logs", resource="log-group", resource_name=f"/aws/sagemaker/{kind}{suffix}", arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
-        for kind in ("ProcessingJobs", "TrainingJobs", "Endpoints/" + res.endpoint_name)
+        # TransformJobs: Verify bins runs Batch Transform on the served model, as the model's (this) role.
+        for kind in ("ProcessingJobs", "TrainingJobs", "TransformJobs", "Endpoints/" + res.endpoint_name)
         for suffix in ("", ":*")
     ]
     role.add_to_policy(
@@ -146,7 +168,6 @@ def sagemaker_execution_role(scope: Construct, construct_id: str, res: PipelineR
             conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
         )
     )
-    return role
 
 
 def _grant_pretrained_read(role: iam.Role, stack: Stack, res: PipelineResources) -> None:
@@ -186,6 +207,42 @@ def _grant_pretrained_read(role: iam.Role, stack: Stack, res: PipelineResources)
         )
 
 
+@dataclass(frozen=True)
+class _Arns:
+    """ARNs of this stack's partition, region and account for the state machine role's statements."""
+
+    stack: Stack
+    res: PipelineResources
+
+    def sm(self, resource: str, name: str) -> str:
+        return _arn(self.stack, "sagemaker", resource, name)
+
+    def prefixed(self, resource: str) -> str:
+        """Every SageMaker resource of this kind that the pipeline names (<prefix>-...)."""
+        return self.sm(resource, f"{self.res.name_prefix}-*")
+
+    def rule(self, name: str) -> str:
+        return _arn(self.stack, "events", "rule", name)
+
+    @property
+    def endpoint(self) -> str:
+        return self.sm("endpoint", self.res.endpoint_name)
+
+    @property
+    def jobs(self) -> list[str]:
+        return [self.prefixed(kind) for kind in ("processing-job", "hyper-parameter-tuning-job", "training-job")]
+
+
+def state_machine_role(scope: Construct, construct_id: str, name_prefix: str) -> iam.Role:
+    """The role the state machine runs as; its statements come from `state_machine_statements`."""
+    return iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+        description=f"{name_prefix}: training pipeline state machine",
+    )
+
+
 def state_machine_statements(
     stack: Stack, res: PipelineResources, execution_role: iam.IRole, topic: sns.ITopic, topic_key: kms.IKey, rollback_alarm_arn: str
 ) -> list[iam.PolicyStatement]:
@@ -194,21 +251,26 @@ def state_machine_statements(
     tests/infra/test_iam_reference.py checks these against the IAM that CDK's own Step Functions tasks
     generate for the same integrations and against the Step Functions documentation.
     """
-    prefix = res.name_prefix
+    arns = _Arns(stack, res)
+    return [
+        *_job_statements(arns),
+        *_deploy_statements(arns, execution_role),
+        *_autoscaling_statements(arns),
+        *_artifact_statements(res),
+        # A blue/green update with auto-rollback reads the named alarm (DescribeAlarms) before and while it bakes.
+        iam.PolicyStatement(sid="RollbackAlarm", actions=["cloudwatch:DescribeAlarms"], resources=[rollback_alarm_arn]),
+        iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[topic.topic_arn]),
+        iam.PolicyStatement(sid="NotifyKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[topic_key.key_arn]),
+    ]
 
-    def sm(resource: str, name: str) -> str:
-        return _arn(stack, "sagemaker", resource, name)
 
-    def rule(name: str) -> str:
-        return _arn(stack, "events", "rule", name)
-
-    endpoint_arn = sm("endpoint", res.endpoint_name)
-    job_arns = [sm(kind, f"{prefix}-*") for kind in ("processing-job", "hyper-parameter-tuning-job", "training-job")]
+def _job_statements(arns: _Arns) -> list[iam.PolicyStatement]:
+    """Processing, tuning and training jobs with .sync: create, describe, stop, tags, and the managed EventBridge rules."""
     return [
         iam.PolicyStatement(
             sid="ProcessingJobs",
             actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
-            resources=[sm("processing-job", f"{prefix}-*")],
+            resources=[arns.prefixed("processing-job")],
         ),
         iam.PolicyStatement(
             sid="TuningJobs",
@@ -218,42 +280,48 @@ def state_machine_statements(
                 "sagemaker:StopHyperParameterTuningJob",
                 "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
             ],
-            resources=[sm("hyper-parameter-tuning-job", f"{prefix}-*")],
+            resources=[arns.prefixed("hyper-parameter-tuning-job")],
         ),
         iam.PolicyStatement(
             sid="TrainingJobs",
             actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
-            resources=[sm("training-job", f"{prefix}-*")],
+            resources=[arns.prefixed("training-job")],
         ),
         # .sync tags every job it starts (MANAGED_BY_AWS=STARTED_BY_STEP_FUNCTIONS) and reads the tags back;
         # CDK's SageMakerCreateTrainingJob/TransformJob grant both. Scoped to this pipeline's jobs.
-        iam.PolicyStatement(sid="SyncJobTags", actions=["sagemaker:AddTags"], resources=job_arns),
+        iam.PolicyStatement(sid="SyncJobTags", actions=["sagemaker:AddTags"], resources=arns.jobs),
         # Step Functions reads the tags of what it creates (CDK's createModel/EndpointConfig/Endpoint tasks grant it too).
         iam.PolicyStatement(
             sid="ReadTags",
             actions=["sagemaker:ListTags"],
-            resources=[*job_arns, sm("model", f"{prefix}-*"), sm("endpoint-config", f"{prefix}-*"), endpoint_arn],
+            resources=[*arns.jobs, arns.prefixed("model"), arns.prefixed("endpoint-config"), arns.endpoint],
         ),
         # .sync: Step Functions learns of job completion through these managed EventBridge rules.
         iam.PolicyStatement(
             sid="SyncRules",
             actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
             resources=[
-                rule("StepFunctionsGetEventsForSageMakerProcessingJobsRule"),
-                rule("StepFunctionsGetEventsForSageMakerTuningJobsRule"),
-                rule("StepFunctionsGetEventsForSageMakerTrainingJobsRule"),
+                arns.rule("StepFunctionsGetEventsForSageMakerProcessingJobsRule"),
+                arns.rule("StepFunctionsGetEventsForSageMakerTuningJobsRule"),
+                arns.rule("StepFunctionsGetEventsForSageMakerTrainingJobsRule"),
             ],
         ),
-        iam.PolicyStatement(sid="Models", actions=["sagemaker:CreateModel"], resources=[sm("model", f"{prefix}-*")]),
+    ]
+
+
+def _deploy_statements(arns: _Arns, execution_role: iam.IRole) -> list[iam.PolicyStatement]:
+    """The model, its endpoint configs and the endpoint; passing the execution role to SageMaker."""
+    return [
+        iam.PolicyStatement(sid="Models", actions=["sagemaker:CreateModel"], resources=[arns.prefixed("model")]),
         iam.PolicyStatement(
             sid="EndpointConfigs",
             actions=["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig"],
-            resources=[sm("endpoint-config", f"{prefix}-*")],
+            resources=[arns.prefixed("endpoint-config")],
         ),
         iam.PolicyStatement(
             sid="Endpoint",
             actions=["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint"],
-            resources=[endpoint_arn, sm("endpoint-config", f"{prefix}-*")],
+            resources=[arns.endpoint, arns.prefixed("endpoint-config")],
         ),
         iam.PolicyStatement(
             sid="PassExecutionRole",
@@ -261,7 +329,14 @@ def state_machine_statements(
             resources=[execution_role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
-        # Endpoint autoscaling: scalable targets have no ARN before they exist.
+    ]
+
+
+def _autoscaling_statements(arns: _Arns) -> list[iam.PolicyStatement]:
+    """Endpoint autoscaling: the scalable target, its policy, the alarms it makes and its service-linked role."""
+    stack, endpoint_name = arns.stack, arns.res.endpoint_name
+    return [
+        # Scalable targets have no ARN before they exist.
         iam.PolicyStatement(
             sid="EndpointAutoscaling",
             actions=["application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy"],
@@ -272,11 +347,11 @@ def state_machine_statements(
             sid="AutoscalingNeeds",
             actions=["sagemaker:UpdateEndpointWeightsAndCapacities", "cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
             resources=[
-                endpoint_arn,
+                arns.endpoint,
                 stack.format_arn(
                     service="cloudwatch",
                     resource="alarm",
-                    resource_name=f"TargetTracking-endpoint/{res.endpoint_name}/*",
+                    resource_name=f"TargetTracking-endpoint/{endpoint_name}/*",
                     arn_format=ArnFormat.COLON_RESOURCE_NAME,
                 ),
             ],
@@ -294,6 +369,12 @@ def state_machine_statements(
             ],
             conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
         ),
+    ]
+
+
+def _artifact_statements(res: PipelineResources) -> list[iam.PolicyStatement]:
+    """The evaluation files and the serving record in the artifacts bucket, and the data key they are encrypted with."""
+    return [
         iam.PolicyStatement(
             sid="ReadReports",
             actions=["s3:GetObject"],
@@ -315,8 +396,4 @@ def state_machine_statements(
             actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"],
             resources=[res.data_key.key_arn],
         ),
-        # A blue/green update with auto-rollback reads the named alarm (DescribeAlarms) before and while it bakes.
-        iam.PolicyStatement(sid="RollbackAlarm", actions=["cloudwatch:DescribeAlarms"], resources=[rollback_alarm_arn]),
-        iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[topic.topic_arn]),
-        iam.PolicyStatement(sid="NotifyKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[topic_key.key_arn]),
     ]

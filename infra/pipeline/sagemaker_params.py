@@ -6,6 +6,7 @@ Paths read the state document that definition.py builds:
   $.fixed      static and SageMaker-container hyperparameters; $.trainHp.values the merged set
   $.inputs     channels (train, validation, test and, for S3 weights, pretrained) and the trials' static hyperparameters
   $.training   the training job's name and model artifact
+  $.serving    the serving record read before Prepare (its accuracy, or deploy_rule.NO_SERVING_MODEL)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import metrics_format
 import search_space
 
 from infra.pipeline.input_schema import PRETRAINED_HYPERPARAMETER
-from infra.pipeline.roles import DATA_CAPTURE_PREFIX, VARIANT_NAME
+from infra.pipeline.layout import DATA_CAPTURE_PREFIX, EVALUATION_FILE, GATE_FILE, VARIANT_NAME
 from infra.pipeline.settings import CODE_DIR, FILE_LIST_PATH, DefinitionSettings
 
 VOLUME_GB = 50
@@ -63,7 +64,7 @@ def _code_input(s: DefinitionSettings) -> dict[str, Any]:
     return {"InputName": "code", "S3Input": source}
 
 
-def _processing_input(name: str, uri_path: str, local: str) -> dict[str, Any]:
+def processing_input(name: str, uri_path: str, local: str) -> dict[str, Any]:
     return {
         "InputName": name,
         "S3Input": {
@@ -76,7 +77,7 @@ def _processing_input(name: str, uri_path: str, local: str) -> dict[str, Any]:
     }
 
 
-def _processing_job(
+def processing_job(
     s: DefinitionSettings,
     name_path: str,
     script: str,
@@ -85,8 +86,9 @@ def _processing_job(
     output_name: str,
     output_local: str,
     output_path: str,
+    environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    return {
+    job = {
         "ProcessingJobName.$": name_path,
         "RoleArn": s.execution_role_arn,
         "AppSpecification": {
@@ -111,28 +113,38 @@ def _processing_job(
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": s.config.max_runtime_seconds},
     }
+    return {**job, "Environment": environment} if environment else job
 
 
 def prepare_job(s: DefinitionSettings) -> dict[str, Any]:
     classes = ",".join(str(c) for c in s.config.classes)
     arguments = f"States.Array('--source', $.settings.dataSource, '--file-list', '{FILE_LIST_PATH}', '--classes', '{classes}', '--output', '{PROCESSING_OUTPUT}')"
-    return _processing_job(
+    return processing_job(
         s, "$.names.prepare", 'exec python3 prep.py "$@"', arguments, [], "prepared", PROCESSING_OUTPUT, "$.paths.prepared"
     )
 
 
 def evaluate_job(s: DefinitionSettings) -> dict[str, Any]:
+    """evaluate.py on the test split, then deploy_rule.py writes the deploy decision (gate.json) beside evaluation.json.
+
+    The decision needs the run's deploy mode and the serving model's accuracy: both reach the job as environment
+    variables (a Processing job's ContainerArguments go to evaluate.py).
+    """
     margin = f"{s.config.deploy_margin_over_baseline:g}"
     script = (
         'python3 evaluate.py "$@"; '
-        f"exec python3 pipeline_gate.py --evaluation {EVALUATION_DIR}/evaluation.json --margin {margin} --output {EVALUATION_DIR}/gate.json"
+        f"exec python3 deploy_rule.py --evaluation {EVALUATION_DIR}/{EVALUATION_FILE} --margin {margin} "
+        f'--mode "$DEPLOY_MODE" --serving-accuracy "$SERVING_ACCURACY" --output {EVALUATION_DIR}/{GATE_FILE}'
     )
     arguments = f"States.Array('--model', '/opt/ml/processing/model/model.tar.gz', '--test', '/opt/ml/processing/test', '--output', '{EVALUATION_DIR}')"
     inputs = [
-        _processing_input("model", "$.training.modelArtifacts", "/opt/ml/processing/model"),
-        _processing_input("test", "$.paths.test", "/opt/ml/processing/test"),
+        processing_input("model", "$.training.modelArtifacts", "/opt/ml/processing/model"),
+        processing_input("test", "$.paths.test", "/opt/ml/processing/test"),
     ]
-    return _processing_job(s, "$.names.evaluation", script, arguments, inputs, "evaluation", EVALUATION_DIR, "$.paths.evaluation")
+    environment = {"DEPLOY_MODE.$": "$.settings.deploy", "SERVING_ACCURACY.$": "States.Format('{}', $.serving.record.accuracy)"}
+    return processing_job(
+        s, "$.names.evaluation", script, arguments, inputs, "evaluation", EVALUATION_DIR, "$.paths.evaluation", environment
+    )
 
 
 def channels(*, pretrained: bool) -> list[dict[str, Any]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.config import AppConfig
-from infra.pipeline.images import ImageUris, is_gpu_instance
+from infra.config import AppConfig, is_gpu_instance
+from infra.pipeline.images import ImageUris
 
 # Wait + DescribeEndpoint loop: 60 polls of 60 s. Blue/green baking and instance start fit well inside.
 ENDPOINT_POLL_SECONDS = 60

@@ -12,6 +12,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.pipeline.layout import VARIANT_NAME
+
 PERIOD = Duration.minutes(5)
 
 
@@ -39,8 +41,8 @@ class ServingMonitoring(Construct):
             return cw.Metric(namespace="AWS/ApiGateway", metric_name=name, dimensions_map=api_dims, statistic=statistic, period=PERIOD)
 
         def endpoint_metric(name: str, statistic: str) -> cw.Metric:
-            # SageMaker's per-variant metrics; the pipeline deploys a single variant named AllTraffic.
-            dims = {"EndpointName": props.endpoint_name, "VariantName": "AllTraffic"}
+            # SageMaker's per-variant metrics; the pipeline deploys a single variant (infra/pipeline/layout.py).
+            dims = {"EndpointName": props.endpoint_name, "VariantName": VARIANT_NAME}
             return cw.Metric(namespace="AWS/SageMaker", metric_name=name, dimensions_map=dims, statistic=statistic, period=PERIOD)
 
         api_4xx, api_5xx = api_metric("4XXError", "Sum"), api_metric("5XXError", "Sum")

@@ -6,13 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from local_mode.paths import ROOT
 from local_mode.runner import Step, UsageError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
-class Settings:
+class RunConfig:
     """What the local run takes from cdk.json (the same values the deployed pipeline uses)."""
 
     classes: tuple[int, ...]
@@ -23,7 +22,7 @@ class Settings:
     verify_thresholds: tuple[float, float] = (0.45, 0.15)
 
 
-def load_settings(cdk_json: Path = ROOT / "cdk.json") -> Settings:
+def load_settings(cdk_json: Path = ROOT / "cdk.json") -> RunConfig:
     from infra.config import ConfigError, config_from_mapping
 
     try:
@@ -32,7 +31,7 @@ def load_settings(cdk_json: Path = ROOT / "cdk.json") -> Settings:
         raise UsageError(str(error)) from None
     except (OSError, KeyError, json.JSONDecodeError) as error:
         raise UsageError(f"cannot read {cdk_json} ({error}): the local run takes classes and the gate margin from its context") from None
-    return Settings(
+    return RunConfig(
         classes=config.classes,
         deploy_margin=config.deploy_margin_over_baseline,
         max_images_per_request=config.max_images_per_request,

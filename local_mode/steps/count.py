@@ -1,4 +1,5 @@
-"""count: POST test photos through the local API (HTTP, with the API key) and print predicted vs. true counts.
+"""count: POST test photos through the local API (HTTP, with the API key, by local_mode/client.py) and print
+predicted vs. true counts.
 
 The photos are the original JPEGs (from the source folder) of test-split ids, spread over the classes,
 so the request goes through the whole serving path: API key check, Lambda preprocessing, endpoint.
@@ -9,17 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import requests
-
+from local_mode.client import ClientError, count_photos
 from local_mode.runner import RunContext, StepFailed, write_json_atomic
-from local_mode.steps.common import training_module
 
 TIMEOUT_SECONDS = 30
 
 
 def pick_test_photos(prepared: Path, source: Path, how_many: int) -> list[tuple[str, int, Path]]:
     """(id, true count, photo path), round-robin over the classes so each count appears."""
-    dataset = training_module("dataset")
+    import dataset  # training_code/dataset.py imports torch: only when this step runs
+
     split = dataset.load_split(prepared / "test")
     by_class: dict[int, list[str]] = {}
     for image_id, target in zip(split.ids, split.targets.tolist(), strict=True):
@@ -55,31 +55,24 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     photos = pick_test_photos(ctx.step_dir("prepare"), source, ctx.options["count_images"])
     if not photos:
         raise StepFailed(f"no test photo found under {source / 'bin-images'} for the test split's ids")
-    rows = []
-    with requests.Session() as session:
-        for image_id, true_count, photo in photos:
-            try:
-                reply = session.post(
-                    serve["count_url"],
-                    data=photo.read_bytes(),
-                    headers={"x-api-key": serve["api_key"], "Content-Type": "image/jpeg", "Accept": "application/json"},
-                    timeout=TIMEOUT_SECONDS,
-                )
-            except requests.RequestException as error:
-                raise StepFailed(f"POST {serve['count_url']} failed ({error})") from None
-            if reply.status_code != 200:
-                raise StepFailed(f"POST {serve['count_url']} with {photo.name} answered {reply.status_code}: {reply.text[:300]}")
-            body = reply.json()
-            rows.append(
-                {
-                    "id": image_id,
-                    "true": true_count,
-                    "predicted": int(body["count"]),
-                    "confidence": float(body["confidence"]),
-                    "needs_review": bool(body.get("needs_review")),
-                    "model_version": body.get("model_version"),
-                }
-            )
+    try:
+        # One photo per request, as image/jpeg: the path a floor camera takes.
+        replies = list(
+            count_photos(serve["api_url"], serve["api_key"], [photo for _, _, photo in photos], raw=True, timeout=TIMEOUT_SECONDS)
+        )
+    except ClientError as error:
+        raise StepFailed(f"POST {serve['count_url']} failed: {error}") from None
+    rows = [
+        {
+            "id": image_id,
+            "true": true_count,
+            "predicted": int(reply["count"]),
+            "confidence": float(reply["confidence"]),
+            "needs_review": bool(reply.get("needs_review")),
+            "model_version": reply.get("model_version"),
+        }
+        for (image_id, true_count, _), reply in zip(photos, replies, strict=True)
+    ]
     for line in table(rows):
         ctx.log(line)
     correct = sum(r["predicted"] == r["true"] for r in rows)

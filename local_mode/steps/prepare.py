@@ -11,26 +11,35 @@ import json
 from pathlib import Path
 from typing import Any
 
+import dataset_layout
+
 from local_mode.runner import RunContext, StepFailed, run_logged, write_json_atomic
 from local_mode.steps.common import child_env, cpu_threads, script
 from local_mode.steps.source import read_file_list
 
 
+def _usable_count(source: Path, image_id: str, classes: tuple[int, ...]) -> int | None:
+    """The id's count when prep.py would keep it (metadata with a count in `classes`, and a photo), else None."""
+    try:
+        count = dataset_layout.count_from_metadata((source / dataset_layout.metadata_key(image_id)).read_bytes())
+    except (OSError, dataset_layout.MetadataError):
+        return None  # prep.py reports such ids; here they are simply not chosen
+    return count if count in classes and (source / dataset_layout.image_key(image_id)).is_file() else None
+
+
 def _subset_file_list(source: Path, file_list: Path | None, classes: tuple[int, ...], limit: int, out: Path) -> Path:
     """A file list of at most `limit` ids with a count in `classes`, chosen by a hash of the id (stable, unbiased)."""
-    candidates = read_file_list(file_list) if file_list else [p.stem for p in (source / "metadata").glob("*.json")]
+    metadata = source / dataset_layout.METADATA_DIR
+    candidates = read_file_list(file_list) if file_list else [p.stem for p in metadata.glob(f"*{dataset_layout.METADATA_SUFFIX}")]
     usable = []
     for image_id in candidates:
-        try:
-            count = json.loads((source / "metadata" / f"{image_id}.json").read_text()).get("EXPECTED_QUANTITY")
-        except (OSError, ValueError, AttributeError):
-            continue  # prep.py reports such ids; here they are simply not chosen
-        if count in classes and (source / "bin-images" / f"{image_id}.jpg").is_file():
+        count = _usable_count(source, image_id, classes)
+        if count is not None:
             usable.append((hashlib.sha256(image_id.encode()).hexdigest(), image_id, count))
     chosen = sorted(usable)[:limit]
     groups: dict[str, list[str]] = {}
     for _, image_id, count in sorted(chosen, key=lambda row: row[1]):
-        groups.setdefault(str(count), []).append(f"metadata/{image_id}.json")
+        groups.setdefault(str(count), []).append(dataset_layout.metadata_key(image_id))
     write_json_atomic(out, groups)
     return out
 

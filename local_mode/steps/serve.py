@@ -11,57 +11,58 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import serving_record
+
 from local_mode.runner import RunContext
-from local_mode.steps.gate_step import serving_record, source_key, write_record
 
 
 def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
-    from local_mode.serve import start_local_stack
+    from local_mode.local_serving import start_local_serving
 
     settings = ctx.options["settings"]
     runs_dir = ctx.run_dir.parent
+    data_source = serving_record.data_source_key(ctx.options)
     if ctx.result_of("gate")["deploy"]:
         train = ctx.result_of("train")
         evaluation = ctx.result_of("evaluate")
-        # Keys as in the pipeline's serving/current.json (docs/contracts.md), plus the local model dir.
-        record = {
-            "runId": ctx.run_id,
-            "accuracy": evaluation["accuracy"],
-            "evaluation": evaluation["report"],
-            "modelArtifacts": train["model_tar"],
-            "modelDir": train["model_dir"],
-            "hyperparameters": train["hyperparameters"],
-            "deployedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        write_record(runs_dir, source_key(ctx.options), record)
+        record = serving_record.local_record(
+            run_id=ctx.run_id,
+            accuracy=evaluation["accuracy"],
+            evaluation=evaluation["report"],
+            model_artifacts=train["model_tar"],
+            model_dir=train["model_dir"],
+            hyperparameters=train["hyperparameters"],
+            deployed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        serving_record.write_local_record(runs_dir, data_source, record)
     else:
-        record = serving_record(runs_dir, source_key(ctx.options))
+        record = serving_record.local_serving_model(runs_dir, data_source)
         if record is None:
             ctx.log(
                 "The gate held this model back and no earlier model for this data is deployed: nothing to serve (--deploy force serves it)."
             )
             return {"served_run": None, "api_url": None, "curl": None}
         ctx.log(f"The gate held this model back: serving the deployed model of run {record['runId']} instead.")
-    stack = start_local_stack(
+    serving = start_local_serving(
         record["modelDir"],
         endpoint_name=settings.endpoint_name,
         max_images=settings.max_images_per_request,
         review_threshold=settings.review_confidence_threshold,
         verify_thresholds=settings.verify_thresholds,
     )
-    ctx.cleanups.callback(stack.close)
-    count_url = f"{stack.api_url}/v1/count"
-    curl = f'curl -s -H "x-api-key: {stack.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {count_url}'
-    ctx.log(f"page     {stack.api_url}/  (open in a browser; API key {stack.api_key})")
-    ctx.log(f"endpoint {stack.endpoint_url}  (/ping, /invocations)")
-    ctx.log(f"API      {count_url}  (key {stack.api_key})")
+    ctx.cleanups.callback(serving.close)
+    count_url = f"{serving.api_url}/v1/count"
+    curl = f'curl -s -H "x-api-key: {serving.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {count_url}'
+    ctx.log(f"page     {serving.api_url}/  (open in a browser; API key {serving.api_key})")
+    ctx.log(f"endpoint {serving.endpoint_url}  (/ping, /invocations)")
+    ctx.log(f"API      {count_url}  (key {serving.api_key})")
     # The key is ephemeral (a new one per start) and only valid on loopback: safe to record.
     return {
         "served_run": record["runId"],
         "model_dir": record["modelDir"],
-        "api_url": stack.api_url,
+        "api_url": serving.api_url,
         "count_url": count_url,
-        "api_key": stack.api_key,
-        "endpoint_url": stack.endpoint_url,
+        "api_key": serving.api_key,
+        "endpoint_url": serving.endpoint_url,
         "curl": curl,
     }

@@ -17,10 +17,12 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import metrics_format
+import search_space
 from tqdm import tqdm
 
 from local_mode.runner import RunContext, StepFailed, run_logged, run_parallel
-from local_mode.steps.common import channels, child_env, cpu_threads, script, training_module
+from local_mode.steps.common import channels, child_env, cpu_threads, script
 
 
 def free_port() -> int:
@@ -75,8 +77,6 @@ def write_model_tar(model_dir: Path, target: Path) -> None:
 
 def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     options = ctx.options
-    search_space = training_module("search_space")
-    metrics_format = training_module("metrics_format")
     tuned = ctx.result_of("tune")
     hyperparameters = dict(tuned["best_hyperparameters"])
     epochs_capped = cap_epochs(hyperparameters, options.get("train_budget_s", 0), tuned.get("seconds_per_epoch"))

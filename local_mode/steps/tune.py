@@ -7,9 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import metrics_format
+import search_space
+
+from local_mode.random_search import run_tuning
 from local_mode.runner import RunContext, UsageError, run_logged
-from local_mode.steps.common import channels, child_env, cpu_threads, script, training_module
-from local_mode.tuner import run_tuning
+from local_mode.steps.common import channels, child_env, cpu_threads, script
 
 
 def fixed_hyperparameters(options: dict[str, Any]) -> dict[str, str]:
@@ -23,7 +26,9 @@ RUNNER_FLAGS = ("train", "validation", "test", "pretrained", "model-dir", "outpu
 
 def check_fixed(items: list[str]) -> None:
     """Reject a --set NAME=VALUE that train.py would refuse, before any step runs (exit code 2, not a failed trial)."""
-    parser = training_module("train").get_args_parser()
+    import train  # torch: loaded only when there is a --set to check
+
+    parser = train.get_args_parser()
     actions = {opt.lstrip("-"): action for action in parser._actions for opt in action.option_strings}
     for item in items:
         name, _, value = item.partition("=")
@@ -40,7 +45,6 @@ def check_fixed(items: list[str]) -> None:
 
 
 def space_and_static(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    search_space = training_module("search_space")
     if options["space"] == "full":
         return search_space.SEARCH_SPACE, search_space.STATIC_HYPERPARAMETERS
     return search_space.DEMO_SEARCH_SPACE, search_space.DEMO_STATIC_HYPERPARAMETERS
@@ -48,8 +52,6 @@ def space_and_static(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     options = ctx.options
-    search_space = training_module("search_space")
-    metrics_format = training_module("metrics_format")
     space, static = space_and_static(options)
     fixed = fixed_hyperparameters(options)
     data = channels(ctx.step_dir("prepare"))

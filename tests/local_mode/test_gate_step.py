@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from local_mode.runner import RunContext, write_json_atomic
-from local_mode.steps import Settings, gate_step
+from local_mode.steps import RunConfig, gate_step
 
-SETTINGS = Settings(
+SETTINGS = RunConfig(
     classes=(1, 2, 3, 4, 5), deploy_margin=0.05, max_images_per_request=8, review_confidence_threshold=0.5, endpoint_name="x"
 )
 
@@ -56,3 +56,26 @@ def test_a_record_without_a_model_counts_as_nothing_deployed(tmp_path: Path) -> 
 
 def test_force_deploys_below_baseline(tmp_path: Path) -> None:
     assert _run(tmp_path, "r3", 0.1, serving={"runId": "r1", "accuracy": 0.7}, deploy="force")["deploy"] is True
+
+
+def test_a_deployed_record_is_read_back_and_other_sources_are_kept(tmp_path: Path) -> None:
+    import serving_record
+
+    runs = tmp_path / "runs"
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.pth").write_bytes(b"weights")
+    record = serving_record.local_record(
+        run_id="r1",
+        accuracy=0.6,
+        evaluation="runs/r1/evaluate/evaluation.json",
+        model_artifacts="runs/r1/train/model.tar.gz",
+        model_dir=str(tmp_path / "model"),
+        hyperparameters={"lr": "0.001"},
+        deployed_at="2026-11-26T04:00:00+00:00",
+    )
+    serving_record.write_local_record(runs, "/data/other", {**record, "runId": "other"})
+    serving_record.write_local_record(runs, "synthetic (seed 1, 100 bins)", record)
+    assert serving_record.local_serving_model(runs, "synthetic (seed 1, 100 bins)") == record
+    assert serving_record.local_serving_model(runs, "/data/other")["runId"] == "other"
+    (tmp_path / "model" / "model.pth").unlink()  # the served model's folder is gone: nothing is deployed
+    assert serving_record.local_serving_model(runs, "synthetic (seed 1, 100 bins)") is None

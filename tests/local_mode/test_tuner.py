@@ -1,4 +1,4 @@
-"""The local tuner's loop (local_mode.tuner): real loop, files and scoring; the trial runner is a stand-in
+"""The local tuner's loop (local_mode.random_search): real loop, files and scoring; the trial runner is a stand-in
 function that prints metric lines instead of training (the real train.py trials run in test_demo_e2e)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from local_mode.random_search import distinct_samples, objective_value, run_tuning
 from local_mode.runner import StepFailed
-from local_mode.tuner import distinct_samples, objective_value, run_tuning
 
 METRIC = "validation:accuracy"
 

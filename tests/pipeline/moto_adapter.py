@@ -3,15 +3,17 @@
 What is real: moto 5.2.5's Step Functions interpreter (Choice, Catch, Retry, Wait, intrinsics, the
 aws-sdk and SNS integrations), botocore's validation of every SageMaker / S3 / SNS / Application Auto
 Scaling request against the real API models, moto's S3, SNS and Application Auto Scaling backends.
+Every patch of moto's private internals sits in tests/pipeline/moto_seam.py.
 
 What is emulated, by this adapter:
-- `.sync`: moto has no `.sync` for SageMaker ("Unsupported .sync callback"). SyncSageMakerTask gives it
+- `.sync`: moto has no `.sync` for SageMaker ("Unsupported .sync callback"). moto_seam's sync task gives it
   the AWS meaning: after the Create call, poll Describe* until the job reaches a terminal status;
   Completed returns the Describe output, Failed/Stopped fail the task with States.TaskFailed and the
   Describe output as Cause (as Step Functions does).
 - SageMaker jobs: `EmulatedSageMaker` decides how each job ends (first poll InProgress, then the
   scenario's outcome), sets the tuning job's best hyperparameters, and writes what the Evaluate job
-  writes to S3 (evaluation.json from the scenario, gate.json from the real pipeline_gate helper).
+  writes to S3: evaluation.json from the scenario, gate.json by running the job's own deploy_rule.py
+  command line (its script and environment from the CreateProcessingJob request) on a local copy.
 - UpdateEndpoint: moto lacks it. The adapter adds it: Updating, then InService on the new config, or
   (scenario `update_fails`) rolled back: InService on the previous config with a FailureReason.
 - Endpoint creation passes through Creating before InService, so the Wait/Describe loop really loops.
@@ -26,55 +28,22 @@ What is emulated, by this adapter:
 from __future__ import annotations
 
 import json
-import sys
+import shlex
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.response import StreamingBody
-from moto.core.responses import ActionResult
-from moto.sagemaker.exceptions import ValidationError
-from moto.sagemaker.models import sagemaker_backends
-from moto.sagemaker.responses import SageMakerResponse
-from moto.sagemaker.utils import arn_formatter
-from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-    state_task_service_aws_sdk,
-    state_task_service_callback,
-    state_task_service_unsupported,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
-from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
-from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
-from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+import deploy_rule
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "pipeline" / "container"))
-import pipeline_gate  # noqa: E402  (the helper the Evaluate job runs; real code)
+from tests.pipeline import moto_seam
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-
-# action -> (describe method, name parameter, status field)
-_SYNC_JOBS = {
-    "create_processing_job": ("describe_processing_job", "ProcessingJobName", "ProcessingJobStatus"),
-    "create_training_job": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
-    "create_hyper_parameter_tuning_job": (
-        "describe_hyper_parameter_tuning_job",
-        "HyperParameterTuningJobName",
-        "HyperParameterTuningJobStatus",
-    ),
-}
-_RUNNING = {"InProgress", "Stopping"}
 
 
 @dataclass
@@ -91,6 +60,7 @@ class Scenario:
     majority_baseline: float = 0.255
     update_fails: str | None = None  # the endpoint update rolls back with this reason
     endpoint_stuck: bool = False  # a new endpoint stays Creating forever
+    broken_gate_file: Any = None  # what gate.json holds instead of deploy_rule.py's output (a job gone wrong)
 
 
 class EmulatedSageMaker:
@@ -101,10 +71,17 @@ class EmulatedSageMaker:
         self.polls: dict[str, int] = {}
         self.waited_seconds: list[int] = []
         self.pending_updates: dict[str, tuple[str, str | None]] = {}
+        self.requests: dict[str, dict[str, Any]] = {}  # job name -> its Create request (moto drops some fields)
+        self.gate_decisions: list[dict[str, Any]] = []  # what each Evaluate job's deploy_rule.py wrote
 
     @property
     def backend(self) -> Any:
-        return sagemaker_backends[ACCOUNT][REGION]
+        return moto_seam.sagemaker_backend(ACCOUNT, REGION)
+
+    # --- jobs (moto_seam.WorldHooks) -------------------------------------------------------------------------
+
+    def job_started(self, action: str, name: str, request: dict[str, Any]) -> None:
+        self.requests[name] = request
 
     def advance(self, action: str, name: str) -> None:
         """Called on each Describe poll: the first poll sees InProgress, the next the outcome."""
@@ -112,9 +89,10 @@ class EmulatedSageMaker:
         finish = count >= 2
         if action == "create_processing_job":
             job = self.backend.processing_jobs[name]
-            job.processing_job_status = "Completed" if finish else "InProgress"
-            if finish:
-                self._write_processing_outputs(job)
+            failure = self._write_processing_outputs(job) if finish else None
+            job.processing_job_status = ("Failed" if failure else "Completed") if finish else "InProgress"
+            if failure:
+                job.failure_reason = failure
         elif action == "create_training_job":
             job = self.backend.training_jobs[name]
             failed = finish and self.scenario.training_fails
@@ -141,27 +119,49 @@ class EmulatedSageMaker:
                     },
                 }
 
-    def _write_processing_outputs(self, job: Any) -> None:
+    def _write_processing_outputs(self, job: Any) -> str | None:
+        """Upload what the job writes; returns a FailureReason when its script would have exited non-zero."""
         s3 = boto3.client("s3", region_name=REGION)
         for output in job.processing_output_config["Outputs"]:
             bucket, _, prefix = output["S3Output"]["S3Uri"].removeprefix("s3://").partition("/")
-            if output["OutputName"] == "evaluation":
-                report = {
-                    "accuracy": self.scenario.accuracy,
-                    "rmse": 1.0,
-                    "off_by_one": 0.8,
-                    "majority_baseline": self.scenario.majority_baseline,
-                    "n": 2088,
-                    "classes": [1, 2, 3, 4, 5],
-                    "model_version": job.processing_job_name,
-                }
-                margin = float(job.app_specification["ContainerEntrypoint"][2].split("--margin ")[1].split()[0])
-                s3.put_object(Bucket=bucket, Key=f"{prefix}evaluation.json", Body=json.dumps(report))
-                s3.put_object(Bucket=bucket, Key=f"{prefix}gate.json", Body=json.dumps(pipeline_gate.gate_numbers(report, margin)))
-            else:
+            if output["OutputName"] != "evaluation":
                 s3.put_object(Bucket=bucket, Key=f"{prefix}summary.json", Body=json.dumps({"written": 10441}))
+                continue
+            report = {
+                "accuracy": self.scenario.accuracy,
+                "rmse": 1.0,
+                "off_by_one": 0.8,
+                "majority_baseline": self.scenario.majority_baseline,
+                "n": 2088,
+                "classes": [1, 2, 3, 4, 5],
+                "model_version": job.processing_job_name,
+            }
+            s3.put_object(Bucket=bucket, Key=f"{prefix}evaluation.json", Body=json.dumps(report))
+            gate = self._run_gate_command(self.requests[job.processing_job_name], report)
+            if gate is None:
+                return "AlgorithmError: deploy_rule.py exited with code 2"
+            self.gate_decisions.append(gate)
+            written = gate if self.scenario.broken_gate_file is None else self.scenario.broken_gate_file
+            s3.put_object(Bucket=bucket, Key=f"{prefix}gate.json", Body=json.dumps(written))
+        return None
 
-    # --- endpoints -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _run_gate_command(request: dict[str, Any], report: dict[str, Any]) -> dict[str, Any] | None:
+        """The job's own `python3 deploy_rule.py ...` (after evaluate.py in its script), its $VARIABLES from the
+        request's Environment, run for real with the container's paths replaced by local files."""
+        script = request["AppSpecification"]["ContainerEntrypoint"][2]
+        words = shlex.split(script.split("exec ", 1)[1])
+        assert words[:2] == ["python3", "deploy_rule.py"], words
+        environment = request.get("Environment", {})
+        argv = [environment[word[1:]] if word.startswith("$") else word for word in words[2:]]
+        with tempfile.TemporaryDirectory() as tmp:
+            evaluation, gate = Path(tmp) / "evaluation.json", Path(tmp) / "gate.json"
+            evaluation.write_text(json.dumps(report))
+            argv[argv.index("--evaluation") + 1] = str(evaluation)
+            argv[argv.index("--output") + 1] = str(gate)
+            return json.loads(gate.read_text()) if deploy_rule.main(argv) == 0 else None
+
+    # --- endpoints --------------------------------------------------------------------------------------------
 
     def on_create_endpoint(self, name: str) -> None:
         self.backend.endpoints[name].endpoint_status = "Creating"
@@ -169,7 +169,7 @@ class EmulatedSageMaker:
     def on_update_endpoint(self, name: str, config_name: str) -> None:
         endpoint = self.backend.endpoints[name]
         if endpoint.endpoint_status != "InService":
-            raise ValidationError(message=f"Cannot update in-progress endpoint {name}.")
+            raise moto_seam.SageMakerValidationError(message=f"Cannot update in-progress endpoint {name}.")
         self.backend.describe_endpoint_config(config_name)  # raises ValidationError when absent, as AWS does
         endpoint.endpoint_status = "Updating"
         self.pending_updates[name] = (config_name, self.scenario.update_fails)
@@ -194,106 +194,15 @@ class EmulatedSageMaker:
                 endpoint.endpoint_config_name = config_name
                 endpoint.failure_reason = None
 
-
-class SyncSageMakerTask(state_task_service_unsupported.StateTaskServiceUnsupported):
-    """moto's pass-through SageMaker task, plus `.sync`: poll Describe* until a terminal status."""
-
-    world: EmulatedSageMaker | None = None
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._supported_integration_patterns = {ResourceCondition.WaitForTaskToken, ResourceCondition.Sync}
-
-    def _build_sync_resolver(self, env, resource_runtime_part, normalised_parameters, state_credentials) -> Callable[[], Any]:
-        action = self._get_boto_service_action()
-        describe, name_key, status_key = _SYNC_JOBS[action]
-        name = normalised_parameters[name_key]
-        client = boto_client_for(service="sagemaker", region=resource_runtime_part.region, state_credentials=state_credentials)
-        env.stack.pop()  # the Create call's output; .sync's result is the final Describe output
-        world = SyncSageMakerTask.world
-
-        def resolve() -> Any | None:
-            world.advance(action, name)
-            described = getattr(client, describe)(**{name_key: name})
-            described.pop("ResponseMetadata", None)
-            status = described[status_key]
-            if status in _RUNNING:
-                return None
-            if status == "Completed":
-                return json.loads(to_json_str(described))
-            raise FailureEventException(
-                FailureEvent(
-                    env=env,
-                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
-                    event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(
-                        taskFailedEventDetails=TaskFailedEventDetails(
-                            resource=self._get_sfn_resource(),
-                            resourceType=self._get_sfn_resource_type(),
-                            error=StatesErrorNameType.StatesTaskFailed.to_name(),
-                            cause=to_json_str(described),
-                        )
-                    ),
-                )
-            )
-
-        return resolve
-
-
-def _body_as_text(original: Callable[..., Any]) -> Callable[..., Any]:
-    def eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
-        original(self, env, resource_runtime_part, normalised_parameters, state_credentials)
-        response = env.stack.pop()
-        if isinstance(response, dict) and isinstance(response.get("Body"), StreamingBody):
-            response["Body"] = response["Body"].read().decode("utf-8")
-        env.stack.append(json.loads(to_json_str(response)))  # timestamps as strings, as Step Functions gives them
-
-    return eval_service_task
-
-
-def _update_endpoint_response(self: SageMakerResponse) -> ActionResult:
-    name = self._get_param("EndpointName")
-    if name not in self.sagemaker_backend.endpoints:
-        raise ValidationError(message=f"Could not find endpoint '{arn_formatter('endpoint', name, self.current_account, self.region)}'.")
-    SyncSageMakerTask.world.on_update_endpoint(name, self._get_param("EndpointConfigName"))
-    return ActionResult({"EndpointArn": arn_formatter("endpoint", name, self.current_account, self.region)})
+    def waited(self, seconds: int) -> None:
+        self.waited_seconds.append(seconds)
 
 
 @contextmanager
 def emulated_sagemaker(monkeypatch: Any, scenario: Scenario) -> Iterator[EmulatedSageMaker]:
     """Install the adapter (undone by monkeypatch at the end of the test)."""
     world = EmulatedSageMaker(scenario)
-    monkeypatch.setattr(SyncSageMakerTask, "world", world)
-    original_factory = state_task_factory.state_task_service_for
-    monkeypatch.setattr(
-        state_task_factory,
-        "state_task_service_for",
-        lambda service_name: SyncSageMakerTask() if service_name == "sagemaker" else original_factory(service_name),
-    )
-    monkeypatch.setattr(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", 0)
-    monkeypatch.setitem(state_task_service_aws_sdk._SERVICE_ERROR_NAMES, "s3", "S3")
-    monkeypatch.setitem(state_task_service_aws_sdk._SERVICE_ERROR_NAMES, "sagemaker", "SageMaker")
-    monkeypatch.setitem(state_task_service_aws_sdk._SERVICE_ERROR_NAMES, "applicationautoscaling", "ApplicationAutoScaling")
-    monkeypatch.setitem(StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES, "applicationautoscaling", "application-autoscaling")
-    aws_sdk = state_task_service_aws_sdk.StateTaskServiceAwsSdk
-    monkeypatch.setattr(aws_sdk, "_eval_service_task", _body_as_text(aws_sdk._eval_service_task))
-    monkeypatch.setattr(WaitFunction, "_wait_interval", lambda self, env, wait_seconds: world.waited_seconds.append(wait_seconds))
-    monkeypatch.setattr(SageMakerResponse, "update_endpoint", _update_endpoint_response, raising=False)
-
-    backend_cls = type(world.backend)
-    original_create, original_describe = backend_cls.create_endpoint, backend_cls.describe_endpoint
-
-    def create_endpoint(self, endpoint_name, endpoint_config_name, tags):
-        endpoint = original_create(self, endpoint_name, endpoint_config_name, tags)
-        world.on_create_endpoint(endpoint_name)
-        return endpoint
-
-    def describe_endpoint(self, endpoint_name):
-        world.on_describe_endpoint(endpoint_name)
-        return original_describe(self, endpoint_name)
-
-    monkeypatch.setattr(backend_cls, "create_endpoint", create_endpoint)
-    monkeypatch.setattr(backend_cls, "describe_endpoint", describe_endpoint)
+    moto_seam.install(monkeypatch, world, world.backend)
     yield world
 
 
@@ -341,3 +250,21 @@ def history(sfn_client: Any, execution_arn: str) -> History:
         if not page.get("nextToken"):
             return History(events)
         kwargs["nextToken"] = page["nextToken"]
+
+
+class TopicInbox:
+    """What an SNS topic publishes, collected by an SQS queue subscribed to it with raw delivery (moto's SNS and SQS)."""
+
+    def __init__(self, topic_arn: str, queue_name: str = "notifications") -> None:
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.queue_url = self.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns = boto3.client("sns", region_name=REGION)
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+
+    def messages(self) -> list[str]:
+        """What the topic published since the last call (read and deleted)."""
+        received = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        for message in received:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return [message["Body"] for message in received]

@@ -30,13 +30,19 @@ class RenderValues:
         return f"arn:aws:iam::{ACCOUNT}:role/{logical_id}"
 
 
-def _state_machine(template: dict[str, Any]) -> dict[str, Any]:
-    machines = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
-    assert len(machines) == 1, f"expected one state machine, found {len(machines)}"
+def _state_machine(template: dict[str, Any], machine: str) -> dict[str, Any]:
+    """The state machine whose logical id starts with `machine` (TrainingPipeline, VerifyBins)."""
+    machines = [r for k, r in template["Resources"].items() if r["Type"] == "AWS::StepFunctions::StateMachine" and k.startswith(machine)]
+    assert len(machines) == 1, f"expected one state machine {machine}*, found {len(machines)}"
     return machines[0]
 
 
-def render_definition(pipeline_template: dict[str, Any], storage_template: dict[str, Any], values: RenderValues | None = None) -> str:
+def render_definition(
+    pipeline_template: dict[str, Any],
+    storage_template: dict[str, Any],
+    values: RenderValues | None = None,
+    machine: str = "TrainingPipeline",
+) -> str:
     values = values or RenderValues()
     resources = pipeline_template["Resources"]
     storage_outputs = storage_template.get("Outputs", {})
@@ -78,7 +84,7 @@ def render_definition(pipeline_template: dict[str, Any], storage_template: dict[
                 return storage_value(matches[0]["Value"])
         raise AssertionError(f"no test value for reference {part}")
 
-    definition = _state_machine(pipeline_template)["Properties"]["DefinitionString"]
+    definition = _state_machine(pipeline_template, machine)["Properties"]["DefinitionString"]
     if isinstance(definition, str):
         return definition
     separator, parts = definition["Fn::Join"]

@@ -3,7 +3,8 @@
 Real: the definition rendered from the synthesized template (CloudFormation references replaced by
 test values), moto 5.2.5's interpreter running it (Choice, Catch, Retry, Wait, intrinsics), botocore
 validating every SageMaker / S3 / SNS / Application Auto Scaling request against the real API
-models, moto's S3, SNS and Application Auto Scaling backends, and the pipeline_gate helper.
+models, moto's S3, SNS and Application Auto Scaling backends, and the deploy rule (training_code/deploy_rule.py,
+run as the Evaluate job's script runs it).
 Emulated (tests/pipeline/moto_adapter.py): `.sync` (poll Describe* until a terminal status), how
 SageMaker jobs end, the files the Evaluate job writes, UpdateEndpoint, and time (Wait states).
 """
@@ -22,7 +23,7 @@ from moto import mock_aws
 from infra.pipeline.images import resolve_images
 from infra.pipeline.input_schema import PRETRAINED_HYPERPARAMETER
 from infra.pipeline.settings import ENDPOINT_MAX_POLLS, ENDPOINT_POLL_SECONDS, FILE_LIST_PATH
-from tests.pipeline.moto_adapter import REGION, History, Scenario, emulated_sagemaker, history, run_execution
+from tests.pipeline.moto_adapter import REGION, History, Scenario, TopicInbox, emulated_sagemaker, history, run_execution
 from tests.pipeline.render import ACCOUNT, RenderValues
 
 STATES_ROLE = f"arn:aws:iam::{ACCOUNT}:role/test-states"
@@ -47,11 +48,7 @@ class Pipeline:
         self.s3.create_bucket(Bucket=values.data_bucket)
         sns = boto3.client("sns", region_name=REGION)
         sns.create_topic(Name=values.topic_name)
-        # An SQS subscriber collects what the topic publishes.
-        self.sqs = boto3.client("sqs", region_name=REGION)
-        self.queue_url = self.sqs.create_queue(QueueName="notifications")["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=values.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        self.inbox = TopicInbox(values.topic_arn)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.sagemaker = boto3.client("sagemaker", region_name=REGION)
         self.arn = self.sfn.create_state_machine(name="pipeline", definition=definition, roleArn=STATES_ROLE)["stateMachineArn"]
@@ -61,11 +58,7 @@ class Pipeline:
         return described, history(self.sfn, described["executionArn"])
 
     def notifications(self) -> list[str]:
-        """What the topic published since the last call (read and deleted)."""
-        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        for m in messages:
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return [m["Body"] for m in messages]
+        return self.inbox.messages()
 
     def serving_record(self) -> dict[str, Any]:
         return json.loads(self.s3.get_object(Bucket=self.values.artifacts_bucket, Key="serving/current.json")["Body"].read())
@@ -160,6 +153,9 @@ def test_first_run_creates_the_endpoint(pipeline: Pipeline, monkeypatch: pytest.
     artifacts = f"s3://{pipeline.values.artifacts_bucket}/runs/"
     assert model_input["S3Input"]["S3Uri"].startswith(artifacts) and model_input["S3Input"]["S3Uri"].endswith("/output/model.tar.gz")
     assert f"--margin {config.deploy_margin_over_baseline:g}" in evaluate["AppSpecification"]["ContainerEntrypoint"][2]
+    # The decision is made in the Evaluate job: it gets the deploy mode and the serving accuracy (none served yet).
+    assert evaluate["Environment"] == {"DEPLOY_MODE": "auto", "SERVING_ACCURACY": "none"}
+    assert world.gate_decisions[-1]["deploy"] is True and world.gate_decisions[-1]["serving_accuracy"] is None
 
     model = _only(events.scheduled(SM, "createModel"))
     assert model["PrimaryContainer"]["Image"] == images.inference
@@ -214,7 +210,7 @@ def test_second_run_updates_the_endpoint_blue_green(pipeline: Pipeline, monkeypa
 def test_given_hyperparameters_skip_tuning(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real: input merge and the Choice that skips Tune. Emulated: Prepare/Train/Evaluate succeed."""
     given = {"lr": "0.002", "batch-size": "32", "epochs": "20", "model": "resnet18"}
-    with emulated_sagemaker(monkeypatch, Scenario()):
+    with emulated_sagemaker(monkeypatch, Scenario()) as world:
         described, events = pipeline.run("given-hp", {"hyperparameters": given, "trainingInstanceCount": 3, "deploy": "never"})
     assert described["status"] == "SUCCEEDED", described.get("cause")
     assert "Tune" not in events.entered() and "Use given hyperparameters" in events.entered()
@@ -223,8 +219,10 @@ def test_given_hyperparameters_skip_tuning(pipeline: Pipeline, monkeypatch: pyte
     training = _only(events.scheduled(SM, "createTrainingJob.sync"))
     assert {k: training["HyperParameters"][k] for k in given} == given
     assert training["ResourceConfig"]["InstanceCount"] == 3
-    # deploy=never: trained and evaluated, nothing deployed.
-    assert "Refused: deploy=never" in events.entered() and events.scheduled(SM, "createModel") == []
+    # deploy=never: trained and evaluated, nothing deployed; the Evaluate job's decision says why.
+    assert "Notify refusal" in events.entered() and events.scheduled(SM, "createModel") == []
+    assert world.gate_decisions[-1]["deploy"] is False and world.gate_decisions[-1]["mode"] == "never"
+    assert "deploy=never" in pipeline.notifications()[0]
 
 
 def _assert_job_failed_at(described: dict[str, Any], events: History, pipeline: Pipeline, step: str, job: str, reason: str) -> str:
@@ -272,11 +270,11 @@ def test_training_failure_notifies_and_fails(pipeline: Pipeline, monkeypatch: py
 
 
 def test_gate_refuses_a_model_not_above_the_baseline(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real: the Gate Choice on gate.json from the real pipeline_gate helper. Emulated: evaluation.json's numbers."""
+    """Real: the Gate Choice on gate.json written by deploy_rule.py from the job's own command. Emulated: evaluation.json's numbers."""
     with emulated_sagemaker(monkeypatch, Scenario(accuracy=0.28, majority_baseline=0.255)):  # needs 0.305
         described, events = pipeline.run("weak-model", {})
     assert described["status"] == "SUCCEEDED"
-    assert events.entered()[-4:] == ["Gate: deploy?", "Refused: not above baseline", "Notify refusal", "Kept the serving model"]
+    assert events.entered()[-3:] == ["Gate: deploy?", "Notify refusal", "Kept the serving model"]
     assert events.scheduled(SM, "createModel") == []
     (message,) = pipeline.notifications()
     assert "did not deploy" in message and "0.28" in message and "0.305" in message
@@ -288,11 +286,42 @@ def test_gate_refuses_a_model_below_the_serving_one_unless_forced(pipeline: Pipe
     pipeline.notifications()
     with emulated_sagemaker(monkeypatch, Scenario(accuracy=0.45)):
         described, events = pipeline.run("worse", {})
-        assert described["status"] == "SUCCEEDED" and "Refused: below serving model" in events.entered()
+        assert described["status"] == "SUCCEEDED" and "Notify refusal" in events.entered()
+        # The serving record's accuracy reached the Evaluate job, whose decision the refusal quotes.
+        evaluate = events.scheduled(SM, "createProcessingJob.sync")[1]
+        assert evaluate["Environment"] == {"DEPLOY_MODE": "auto", "SERVING_ACCURACY": "0.5"}
+        (message,) = pipeline.notifications()
+        assert "below the serving model's recorded accuracy 0.500" in message
         assert pipeline.serving_record()["accuracy"] == 0.5
         described, events = pipeline.run("worse-forced", {"deploy": "force"})
     assert described["status"] == "SUCCEEDED" and "Update endpoint" in events.entered()
     assert pipeline.serving_record()["accuracy"] == 0.45
+
+
+@pytest.mark.parametrize(
+    "gate_file",
+    [{"deploy": "yes", "reason": "r", "accuracy": 0.5, "majority_baseline": 0.2}, {"deploy": True, "accuracy": 0.5}, [True]],
+    ids=["deploy-not-boolean", "no-reason", "not-an-object"],
+)
+def test_unreadable_gate_decision_fails_the_run_and_notifies(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, gate_file: Any) -> None:
+    """Real: the Choice that checks gate.json before the Gate reads it. Emulated: a job that wrote a broken gate.json."""
+    with emulated_sagemaker(monkeypatch, Scenario(broken_gate_file=gate_file)):
+        described, events = pipeline.run("broken-gate", {})
+    assert described["status"] == "FAILED" and described["error"] == "PipelineFailed"
+    assert events.entered()[-4:] == ["Gate decision readable?", "Gate decision unreadable", "Notify failure", "Run failed"]
+    assert events.scheduled(SM, "createModel") == []
+    (message,) = pipeline.notifications()
+    assert "gate.json of evaluation job" in message and "boolean deploy" in message
+
+
+def test_evaluation_the_rule_cannot_read_fails_the_evaluate_job(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: deploy_rule.py run with the job's own command line exits 2 on an accuracy above 1, so the job fails.
+    Emulated: the job's status follows the script's exit code."""
+    with emulated_sagemaker(monkeypatch, Scenario(accuracy=1.5)) as world:
+        described, events = pipeline.run("bad-evaluation", {})
+    assert described["status"] == "FAILED" and world.gate_decisions == []
+    assert "Evaluate job failed" in events.entered() and "Read evaluation" not in events.entered()
+    assert "deploy_rule.py exited with code 2" in described["cause"]
 
 
 def test_endpoint_update_failure_keeps_the_previous_config(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, synth: Any) -> None:
@@ -453,7 +482,7 @@ def test_force_and_never_skip_the_serving_record(pipeline: Pipeline, monkeypatch
     with emulated_sagemaker(monkeypatch, Scenario()):
         described, events = pipeline.run("never", {"deploy": "never"})
         assert described["status"] == "SUCCEEDED", described.get("cause")
-        assert "Read serving record" not in events.entered() and "Refused: deploy=never" in events.entered()
+        assert "Read serving record" not in events.entered() and "Notify refusal" in events.entered()
         described, events = pipeline.run("forced", {"deploy": "force"})
     assert described["status"] == "SUCCEEDED", described.get("cause")
     assert "Read serving record" not in events.entered() and "Serving record not compared" in events.entered()

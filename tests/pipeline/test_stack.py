@@ -11,37 +11,57 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Annotations, Match
+from aws_cdk.assertions import Match, Template
 
 from infra.pipeline.images import resolve_images
 from infra.pipeline.settings import check_name_lengths
 from tests.pipeline.conftest import ROOT, Synth, synth_app
+
+# Resources are selected by what they are (Match on their properties), never by their logical IDs.
+SAGEMAKER = "sagemaker.amazonaws.com"
+STATES = "states.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def template(synth: Synth) -> Template:
+    return Template.from_json(synth.template)
 
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
-def _statements(template: dict[str, Any], role_prefix: str) -> dict[str, dict[str, Any]]:
-    policies = [
-        p
-        for p in _resources(template, "AWS::IAM::Policy").values()
-        if any(r["Ref"].startswith(role_prefix) for r in p["Properties"]["Roles"])
-    ]
-    assert len(policies) == 1
-    return {s.get("Sid", f"cdk-{i}"): s for i, s in enumerate(policies[0]["Properties"]["PolicyDocument"]["Statement"])}
+def _only(found: dict[str, Any]) -> str:
+    assert len(found) == 1, f"expected one match, found {sorted(found)}"
+    return next(iter(found))
+
+
+def _role_assumed_by(template: Template, service: str) -> str:
+    """The logical ID of the one role the service assumes (for Step Functions: the training pipeline's)."""
+    if service == STATES:
+        return _machine(template, "-training-pipeline")["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    trust = {"Statement": Match.array_with([Match.object_like({"Principal": {"Service": service}})])}
+    return _only(template.find_resources("AWS::IAM::Role", {"Properties": {"AssumeRolePolicyDocument": trust}}))
+
+
+def _machine(template: Template, name_suffix: str) -> dict[str, Any]:
+    """The one state machine whose name ends with name_suffix (-training-pipeline, -verify-bins)."""
+    name = Match.string_like_regexp(f".*{name_suffix}$")
+    found = template.find_resources("AWS::StepFunctions::StateMachine", {"Properties": {"StateMachineName": name}})
+    return found[_only(found)]
+
+
+def _statements(template: Template, service: str) -> dict[str, dict[str, Any]]:
+    """The statements of the role `service` assumes, by Sid (CDK's own statements have none)."""
+    role = {"Ref": _role_assumed_by(template, service)}
+    policies = template.find_resources("AWS::IAM::Policy", {"Properties": {"Roles": Match.array_with([role])}})
+    policy = policies[_only(policies)]
+    return {s.get("Sid", f"cdk-{i}"): s for i, s in enumerate(policy["Properties"]["PolicyDocument"]["Statement"])}
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
     actions = statement["Action"]
     return [actions] if isinstance(actions, str) else actions
-
-
-def test_no_unacknowledged_nag_findings(synth: Synth) -> None:
-    for stack in (synth.pipeline,):
-        errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
-        warnings = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
-        assert errors == [] and warnings == [], [e.entry.data for e in errors + warnings]
 
 
 def test_iam_actions_are_named_one_by_one(synth: Synth) -> None:
@@ -50,8 +70,8 @@ def test_iam_actions_are_named_one_by_one(synth: Synth) -> None:
             assert not [a for a in _actions(statement) if "*" in a], statement
 
 
-def test_state_machine_role_has_exactly_the_calls_it_makes(synth: Synth) -> None:
-    statements = _statements(synth.template, "StateMachineRole")
+def test_state_machine_role_has_exactly_the_calls_it_makes(synth: Synth, template: Template) -> None:
+    statements = _statements(template, STATES)
     sagemaker = sorted(a for s in statements.values() for a in _actions(s) if a.startswith("sagemaker:"))
     assert sagemaker == sorted(
         [
@@ -67,7 +87,9 @@ def test_state_machine_role_has_exactly_the_calls_it_makes(synth: Synth) -> None
     )  # fmt: skip
     pass_role = statements["PassExecutionRole"]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    assert _actions(pass_role) == ["iam:PassRole"] and pass_role["Resource"]["Fn::GetAtt"][0].startswith("SageMakerExecutionRole")
+    assert _actions(pass_role) == ["iam:PassRole"] and pass_role["Resource"] == {
+        "Fn::GetAtt": [_role_assumed_by(template, SAGEMAKER), "Arn"]
+    }
     rules = json.dumps(statements["SyncRules"]["Resource"])
     for kind in ("Processing", "Tuning", "Training"):
         assert f"rule/StepFunctionsGetEventsForSageMaker{kind}JobsRule" in rules
@@ -76,8 +98,8 @@ def test_state_machine_role_has_exactly_the_calls_it_makes(synth: Synth) -> None
     assert _actions(statements["Notify"]) == ["sns:Publish"]
 
 
-def test_execution_role_pulls_only_the_dlc_repositories(synth: Synth) -> None:
-    statements = _statements(synth.template, "SageMakerExecutionRole")
+def test_execution_role_pulls_only_the_dlc_repositories(synth: Synth, template: Template) -> None:
+    statements = _statements(template, SAGEMAKER)
     images = resolve_images(synth.config)
     pull = json.dumps(statements["PullImages"]["Resource"])
     assert (
@@ -91,23 +113,29 @@ def test_execution_role_pulls_only_the_dlc_repositories(synth: Synth) -> None:
     assert all(f"/{prefix}/*" in writable for prefix in ("runs", "checkpoints", "datacapture"))
 
 
-def test_topic_state_machine_and_alarm(synth: Synth) -> None:
+def test_topic_state_machine_and_alarm(synth: Synth, template: Template) -> None:
+    topic_id = _only(template.find_resources("AWS::SNS::Topic", {"Properties": {"KmsMasterKeyId": Match.any_value()}}))
     template = synth.template
-    (topic,) = _resources(template, "AWS::SNS::Topic").values()
+    topic = template["Resources"][topic_id]
     assert "KmsMasterKeyId" in topic["Properties"]
     (topic_policy,) = _resources(template, "AWS::SNS::TopicPolicy").values()
     assert any(
         s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s) for s in topic_policy["Properties"]["PolicyDocument"]["Statement"]
     )
-    (machine,) = _resources(template, "AWS::StepFunctions::StateMachine").values()
-    assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
-    assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
-    (log_group,) = _resources(template, "AWS::Logs::LogGroup").values()
-    assert "KmsKeyId" in log_group["Properties"]
+    machines = _resources(template, "AWS::StepFunctions::StateMachine").values()
+    assert sorted(m["Properties"]["StateMachineName"] for m in machines) == [
+        f"{synth.config.name_prefix}-training-pipeline",
+        f"{synth.config.name_prefix}-verify-bins",
+    ]
+    for machine in machines:
+        assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+        assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+    log_groups = _resources(template, "AWS::Logs::LogGroup").values()
+    assert len(log_groups) == 2 and all("KmsKeyId" in g["Properties"] for g in log_groups)
     alarms = _resources(template, "AWS::CloudWatch::Alarm").values()
     failed = [a for a in alarms if "ExecutionsFailed" in json.dumps(a)]
-    assert len(failed) == 1 and json.dumps(failed[0]["Properties"]["AlarmActions"]).count("Notifications") == 1
-    assert set(template["Outputs"]) >= {"StateMachineArn", "NotificationsTopicArn", "EndpointName"}
+    assert len(failed) == 1 and failed[0]["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+    assert set(template["Outputs"]) >= {"StateMachineArn", "VerifyBinsStateMachineArn", "NotificationsTopicArn", "EndpointName"}
     assert template["Outputs"]["EndpointName"]["Value"] == synth.config.endpoint_name
     assert synth.pipeline.endpoint_name == synth.config.endpoint_name
 

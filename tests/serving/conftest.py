@@ -12,49 +12,30 @@ from typing import Any
 import pytest
 
 from local_mode.api_server import LambdaContext, build_event
-from tests.serving.fakes import ENDPOINT_NAME, FakeEndpoint
+from local_mode.scripted_model import ScriptedEndpoint
+from tests.serving.helpers import handler_environment
 
 TRAINING_CODE = Path(__file__).resolve().parents[2] / "training_code"
 
 
 @pytest.fixture(scope="session")
-def fake_endpoint() -> Iterator[FakeEndpoint]:
-    server = FakeEndpoint()
+def scripted_endpoint() -> Iterator[ScriptedEndpoint]:
+    """The endpoint emulator serving the scripted model, shared by the session."""
+    server = ScriptedEndpoint()
     yield server
     server.close()
 
 
-def handler_environment(fake: FakeEndpoint) -> dict[str, str]:
-    """The handler's environment variables, pointed at the emulated endpoint."""
-    return {
-        "ENDPOINT_NAME": ENDPOINT_NAME,
-        "MAX_IMAGES_PER_REQUEST": "4",
-        "REVIEW_CONFIDENCE_THRESHOLD": "0.5",
-        "VERIFY_MATCH_THRESHOLD": "0.45",
-        "VERIFY_MISMATCH_THRESHOLD": "0.15",
-        "INVOKE_TIMEOUT_SECONDS": "1",
-        "INVOKE_MAX_ATTEMPTS": "1",
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": fake.url,
-        "AWS_ENDPOINT_URL_SAGEMAKER": fake.url,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "POWERTOOLS_METRICS_NAMESPACE": "InventoryMonitorTest",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
-
-
 @pytest.fixture
-def endpoint(fake_endpoint: FakeEndpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEndpoint]:
+def endpoint(scripted_endpoint: ScriptedEndpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedEndpoint]:
     """The emulated endpoint, reset to 'ok', with the handler's environment pointed at it."""
-    fake_endpoint.mode, fake_endpoint.status = "ok", "InService"
-    fake_endpoint.calls.clear()
-    fake_endpoint.payloads.clear()
-    for name, value in handler_environment(fake_endpoint).items():
+    scripted_endpoint.mode, scripted_endpoint.status = "ok", "InService"
+    scripted_endpoint.calls.clear()
+    scripted_endpoint.payloads.clear()
+    for name, value in handler_environment(scripted_endpoint).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    yield fake_endpoint
+    yield scripted_endpoint
 
 
 def rest_event(method: str, path: str, body: bytes = b"", content_type: str | None = None, **headers: str) -> dict[str, Any]:
@@ -67,7 +48,7 @@ def rest_event(method: str, path: str, body: bytes = b"", content_type: str | No
 
 def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
     """Call the real lambda_handler; return (status, headers, JSON body), checking the reply is well formed."""
-    import handler
+    from count_api import app as handler
 
     reply = handler.lambda_handler(event, LambdaContext(aws_request_id="lambda-req-1", deadline=9e9))
     body = base64.b64decode(reply["body"]) if reply.get("isBase64Encoded") else reply["body"].encode()

@@ -20,28 +20,26 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from local_mode.api_server import GATEWAY_ERRORS, ApiServer, start_environments
-from local_mode.paths import LAMBDA_SOURCE, add_lambda
-from tests.serving.conftest import handler_environment
-from tests.serving.fakes import FakeEndpoint, photo
+from local_mode.scripted_model import ScriptedEndpoint
+from tests.serving.helpers import handler_environment, photo
 
 KEY = "secret-key"
 
 
 @pytest.fixture(scope="module")
-def module_api(fake_endpoint: FakeEndpoint) -> Iterator[ApiServer]:
-    """Four Lambda environments (processes) started once for the module, their environment at the fake."""
-    add_lambda()
+def module_api(scripted_endpoint: ScriptedEndpoint) -> Iterator[ApiServer]:
+    """Four Lambda environments (processes) started once for the module, their environment at the endpoint emulator."""
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in handler_environment(fake_endpoint).items():
+        for name, value in handler_environment(scripted_endpoint).items():
             patch.setenv(name, value)
         patch.delenv("AWS_PROFILE", raising=False)
-        server = ApiServer(start_environments(LAMBDA_SOURCE / "handler.py", 4), api_key=KEY, read_timeout_s=1)
+        server = ApiServer(start_environments(4), api_key=KEY, read_timeout_s=1)
     yield server
     server.close()
 
 
 @pytest.fixture
-def api(module_api: ApiServer, endpoint: FakeEndpoint) -> ApiServer:
+def api(module_api: ApiServer, endpoint: ScriptedEndpoint) -> ApiServer:
     return module_api
 
 
@@ -162,8 +160,8 @@ def test_a_silent_client_holds_no_worker_and_is_dropped(api: ApiServer) -> None:
             sock.close()
 
 
-def test_a_slow_endpoint_does_not_block_unrelated_requests(api: ApiServer, endpoint: FakeEndpoint) -> None:
-    endpoint.mode = "slow"  # the fake answers after 2 s; the handler gives up at 1 s with a 504
+def test_a_slow_endpoint_does_not_block_unrelated_requests(api: ApiServer, endpoint: ScriptedEndpoint) -> None:
+    endpoint.mode = "slow"  # the scripted model answers after 2 s; the handler gives up at 1 s with a 504
     slow: dict[str, float | int] = {}
 
     def slow_request() -> None:

@@ -1,5 +1,5 @@
 """The Lambda handler with real API Gateway proxy events; the endpoint is emulated at the HTTP level
-(tests/serving/fakes.py: boto3 really calls a local HTTP server through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)."""
+(local_mode/scripted_model.py: boto3 really calls a local HTTP server through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import json
 import pytest
 from PIL import Image
 
-from bench.fuzz_handler import jpeg_with_dimensions, png_bomb_header
+from local_mode.hostile_inputs import jpeg_with_dimensions, png_bomb_header
+from local_mode.scripted_model import ScriptedEndpoint
 from tests.serving.conftest import invoke, rest_event
-from tests.serving.fakes import FakeEndpoint, photo
+from tests.serving.helpers import photo
 
 pytestmark = pytest.mark.usefixtures("endpoint")
 
@@ -29,7 +30,7 @@ def _error(status: int, code: str, event: dict) -> dict:
 
 
 @pytest.mark.parametrize("fmt,content_type", [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("JPEG", "image/jpeg; charset=binary")])
-def test_single_binary_photo_is_counted(endpoint: FakeEndpoint, fmt: str, content_type: str) -> None:
+def test_single_binary_photo_is_counted(endpoint: ScriptedEndpoint, fmt: str, content_type: str) -> None:
     event = rest_event("POST", "/v1/count", photo(fmt, shade=220), content_type)
     assert event["isBase64Encoded"] is True  # what API Gateway does for binary media types
     status, headers, body = invoke(event)
@@ -48,7 +49,7 @@ def test_low_confidence_needs_review() -> None:
     assert status == 200 and body["confidence"] == pytest.approx(0.3) and body["needs_review"] is True
 
 
-def test_json_batch_echoes_ids_in_one_call(endpoint: FakeEndpoint) -> None:
+def test_json_batch_echoes_ids_in_one_call(endpoint: ScriptedEndpoint) -> None:
     images = [
         {"id": "bin-a", "data": base64.b64encode(photo(shade=220)).decode()},
         {"id": "bin-b", "data": base64.b64encode(photo("PNG", shade=40)).decode()},
@@ -157,7 +158,7 @@ def test_wrong_method_and_unknown_route() -> None:
 # --- endpoint trouble: 502 / 503 / 504 --------------------------------------------------------------------
 
 
-def test_endpoint_not_deployed_tells_user_to_run_the_pipeline(endpoint: FakeEndpoint) -> None:
+def test_endpoint_not_deployed_tells_user_to_run_the_pipeline(endpoint: ScriptedEndpoint) -> None:
     endpoint.mode = "not_deployed"
     body = _error(503, "endpoint_not_deployed", rest_event("POST", "/v1/count", photo(), "image/jpeg"))
     assert "training pipeline" in body["error"]["message"]
@@ -165,31 +166,31 @@ def test_endpoint_not_deployed_tells_user_to_run_the_pipeline(endpoint: FakeEndp
     assert status == 503 and health["status"] == "unavailable" and health["endpoint"]["status"] == "not_deployed"
 
 
-def test_endpoint_creating_is_not_serving(endpoint: FakeEndpoint) -> None:
+def test_endpoint_creating_is_not_serving(endpoint: ScriptedEndpoint) -> None:
     endpoint.status = "Creating"
     status, headers, body = invoke(rest_event("GET", "/v1/health"))
     assert status == 503 and body["serving"] is False and "retry-after" in headers
 
 
-def test_model_error_is_502(endpoint: FakeEndpoint) -> None:
+def test_model_error_is_502(endpoint: ScriptedEndpoint) -> None:
     endpoint.mode = "model_error"
     body = _error(502, "model_error", rest_event("POST", "/v1/count", photo(), "image/jpeg"))
     assert "bad tensor" in body["error"]["message"]
 
 
 @pytest.mark.parametrize("mode,code", [("throttle", "endpoint_throttled"), ("not_ready", "endpoint_not_ready")])
-def test_throttling_is_503_with_retry_after(endpoint: FakeEndpoint, mode: str, code: str) -> None:
+def test_throttling_is_503_with_retry_after(endpoint: ScriptedEndpoint, mode: str, code: str) -> None:
     endpoint.mode = mode
     body = _error(503, code, rest_event("POST", "/v1/count", photo(), "image/jpeg"))
     assert int(body["headers"]["retry-after"]) > 0
 
 
-def test_timeout_is_504(endpoint: FakeEndpoint) -> None:
+def test_timeout_is_504(endpoint: ScriptedEndpoint) -> None:
     endpoint.mode = "slow"  # answers after 2 s; the handler's read timeout is 1 s here
     _error(504, "endpoint_timeout", rest_event("POST", "/v1/count", photo(), "image/jpeg"))
 
 
-def test_garbage_reply_is_502(endpoint: FakeEndpoint) -> None:
+def test_garbage_reply_is_502(endpoint: ScriptedEndpoint) -> None:
     endpoint.mode = "garbage"
     _error(502, "bad_endpoint_reply", rest_event("POST", "/v1/count", photo(), "image/jpeg"))
 
@@ -206,7 +207,7 @@ def test_bad_deployment_setting_is_500_without_traceback(monkeypatch: pytest.Mon
 
 
 def test_metrics_are_emitted_as_emf(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import handler
+    from count_api import app as handler
 
     monkeypatch.setattr(handler, "METRICS_ENABLED", True)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")

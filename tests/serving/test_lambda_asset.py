@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from infra import lambda_asset
-from tests.serving.conftest import handler_environment
-from tests.serving.fakes import FakeEndpoint
+from local_mode.scripted_model import ScriptedEndpoint
+from tests.serving.helpers import handler_environment
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,9 @@ print(json.dumps({"reply": reply, "python": list(sys.version_info[:2]), "machine
 """
 
 
-def test_the_exact_asset_counts_a_real_photo_on_the_runtime_python(asset: Path, abid_dir: Path, fake_endpoint: FakeEndpoint) -> None:
+def test_the_exact_asset_counts_a_real_photo_on_the_runtime_python(
+    asset: Path, abid_dir: Path, scripted_endpoint: ScriptedEndpoint
+) -> None:
     """python3.13 on x86_64, the runtime's version and architecture, imports the asset's own files (Pillow's
     compiled extensions included, nothing from this venv) and answers a real bin photo through the emulated
     endpoint. Only the runtime-provided botocore comes from elsewhere (pinned, as the runtime ships it)."""
@@ -121,11 +123,11 @@ def test_the_exact_asset_counts_a_real_photo_on_the_runtime_python(asset: Path, 
         pytest.skip(f"the runtime's python3.13 is not obtainable here: {error}")
     from local_mode.api_server import build_event
 
-    fake_endpoint.mode = "ok"
+    scripted_endpoint.mode = "ok"
     # With an expected count: the asset's own copy of verification.py answers it.
     event = build_event("POST", "/v1/count?expected_count=2", {"x-api-key": "k", "content-type": "image/jpeg"}, _real_photo(), "127.0.0.1")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_", "POWERTOOLS_", "LD_"))}
-    env.update(handler_environment(fake_endpoint), PYTHONPATH=f"{asset}{os.pathsep}{runtime}", PYTHONDONTWRITEBYTECODE="1")
+    env.update(handler_environment(scripted_endpoint), PYTHONPATH=f"{asset}{os.pathsep}{runtime}", PYTHONDONTWRITEBYTECODE="1")
     env.update(AWS_LAMBDA_FUNCTION_NAME="count", AWS_REGION="us-east-1")
     result = subprocess.run([*python, "-c", PROBE], input=json.dumps(event), env=env, capture_output=True, text=True, timeout=120, cwd="/")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -138,4 +140,4 @@ def test_the_exact_asset_counts_a_real_photo_on_the_runtime_python(asset: Path, 
     body = json.loads(reply["body"])
     assert body["count"] in (1, 2, 3, 4, 5) and body["model_version"] == "fake-7"
     assert body["verification"]["expected_count"] == 2 and body["verification"]["verdict"] in ("match", "mismatch", "review")
-    assert fake_endpoint.calls[-1] == ("application/x-npy", (1, 224, 224, 3))
+    assert scripted_endpoint.calls[-1] == ("application/x-npy", (1, 224, 224, 3))

@@ -1,7 +1,7 @@
 """Local serving over HTTP on loopback.
 
 Fast tests: the API adapter (local_mode/api_server.py) in front of the real handler, with the endpoint
-emulated at the HTTP level (tests/serving/fakes.py). Slow tests: everything real — a model trained by
+emulated at the HTTP level (local_mode/scripted_model.py). Slow tests: everything real — a model trained by
 training_code/train.py on synthetic bins, served by local_mode/endpoint_server.py through inference.py,
 behind the real handler and the API adapter; requests go over HTTP on 127.0.0.1.
 """
@@ -25,8 +25,9 @@ from botocore.config import Config
 from local_mode import client
 from local_mode.api_server import ApiServer
 from local_mode.endpoint_server import start_endpoint_server
-from local_mode.serve import start_local_stack
-from tests.serving.fakes import FakeEndpoint, photo
+from local_mode.local_serving import start_local_serving
+from local_mode.scripted_model import ScriptedEndpoint
+from tests.serving.helpers import photo
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_CODE = ROOT / "training_code"
@@ -36,8 +37,8 @@ TRAINING_CODE = ROOT / "training_code"
 
 
 @pytest.fixture
-def api(endpoint: FakeEndpoint) -> Iterator[ApiServer]:
-    import handler
+def api(endpoint: ScriptedEndpoint) -> Iterator[ApiServer]:
+    from count_api import app as handler
 
     server = ApiServer(handler.lambda_handler, api_key="secret-key")
     yield server
@@ -116,20 +117,22 @@ def test_endpoint_server_speaks_the_container_and_runtime_contracts(trained_mode
 @pytest.mark.slow
 def test_photo_to_count_over_http_end_to_end(trained_model_dir: Path) -> None:
     """POST a JPEG to the local API -> Lambda handler -> local endpoint -> the trained model -> a count."""
-    with start_local_stack(trained_model_dir, port=0) as stack:
-        headers = {"x-api-key": stack.api_key}
-        reply = requests.post(f"{stack.api_url}/v1/count", data=photo(), headers={**headers, "Content-Type": "image/jpeg"}, timeout=60)
+    with start_local_serving(trained_model_dir, port=0) as serving:
+        headers = {"x-api-key": serving.api_key}
+        reply = requests.post(f"{serving.api_url}/v1/count", data=photo(), headers={**headers, "Content-Type": "image/jpeg"}, timeout=60)
         assert reply.status_code == 200, reply.text
         body = reply.json()
         assert body["count"] in (1, 2, 3, 4, 5) and body["model_version"] == "e2e-test"
         assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         assert body["needs_review"] == (body["confidence"] < 0.5)
         batch = {"images": [{"id": f"bin-{i}", "data": base64.b64encode(photo(shade=60 + 50 * i)).decode()} for i in range(3)]}
-        reply = requests.post(f"{stack.api_url}/v1/count", json=batch, headers=headers, timeout=60)
+        reply = requests.post(f"{serving.api_url}/v1/count", json=batch, headers=headers, timeout=60)
         assert reply.status_code == 200 and [r["id"] for r in reply.json()["results"]] == ["bin-0", "bin-1", "bin-2"]
-        health = requests.get(f"{stack.api_url}/v1/health", headers=headers, timeout=10)
+        health = requests.get(f"{serving.api_url}/v1/health", headers=headers, timeout=10)
         assert health.status_code == 200 and health.json()["endpoint"]["status"] == "InService"
-    assert "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME" not in os.environ or os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] != stack.endpoint_url
+    assert (
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME" not in os.environ or os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] != serving.endpoint_url
+    )
 
 
 @pytest.mark.slow
@@ -138,7 +141,7 @@ def test_make_serve_entry_point_prints_url_key_and_curl(trained_model_dir: Path,
     run_dir.mkdir(parents=True)
     (run_dir / "model").symlink_to(trained_model_dir)
     process = subprocess.Popen(
-        [sys.executable, "-m", "local_mode.serve", "--run", str(tmp_path / "runs" / "r1"), "--port", "0", "--api-key", "k-123"],
+        [sys.executable, "-m", "local_mode.local_serving", "--run", str(tmp_path / "runs" / "r1"), "--port", "0", "--api-key", "k-123"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -175,7 +178,7 @@ def test_make_serve_entry_point_prints_url_key_and_curl(trained_model_dir: Path,
 
 def test_serve_without_a_model_says_what_to_do(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "local_mode.serve", "--run", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "local_mode.local_serving", "--run", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "has no model.pth" in result.stderr and "Traceback" not in result.stderr
 
@@ -184,7 +187,7 @@ def test_serve_with_a_broken_model_dir_says_what_is_wrong(tmp_path: Path) -> Non
     (tmp_path / "model.pth").write_bytes(b"not a state dict")
     (tmp_path / "model_meta.json").write_text("{}")
     result = subprocess.run(
-        [sys.executable, "-m", "local_mode.serve", "--model-dir", str(tmp_path), "--port", "0"],
+        [sys.executable, "-m", "local_mode.local_serving", "--model-dir", str(tmp_path), "--port", "0"],
         cwd=ROOT,
         capture_output=True,
         text=True,

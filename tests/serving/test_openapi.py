@@ -1,5 +1,5 @@
 """docs/openapi.yaml against what the handler really answers (endpoint emulated at the HTTP level, see
-tests/serving/fakes.py): every status is documented for its route, every body validates against the
+local_mode/scripted_model.py): every status is documented for its route, every body validates against the
 documented schema (jsonschema, OpenAPI 3.1 = JSON Schema 2020-12), every error code is listed."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from local_mode.scripted_model import ScriptedEndpoint
 from tests.serving.conftest import invoke, rest_event
-from tests.serving.fakes import FakeEndpoint, photo
+from tests.serving.helpers import photo
 
 DOC = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text())
 
@@ -92,7 +93,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("mode,event,expected", CASES, ids=[f"{c[1]['httpMethod']}-{c[1]['path']}-{c[0]}-{c[2]}" for c in CASES])
-def test_handler_answers_as_documented(endpoint: FakeEndpoint, mode: str, event: dict, expected: int) -> None:
+def test_handler_answers_as_documented(endpoint: ScriptedEndpoint, mode: str, event: dict, expected: int) -> None:
     endpoint.mode = mode
     status, _ = check_against_document(event)
     assert status == expected

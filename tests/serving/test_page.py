@@ -13,14 +13,15 @@ import pytest
 import requests
 
 from local_mode.api_server import ApiServer, LambdaContext
+from local_mode.scripted_model import ScriptedEndpoint
 from tests.serving.conftest import rest_event
-from tests.serving.fakes import FakeEndpoint, photo
+from tests.serving.helpers import photo
 
 PAGE = Path(__file__).resolve().parents[2] / "lambda" / "preprocess" / "count_api" / "page.html"
 
 
 def _reply(event: dict) -> dict:
-    import handler
+    from count_api import app as handler
 
     reply = handler.lambda_handler(event, LambdaContext(aws_request_id="page-1", deadline=9e9))
     headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
@@ -53,8 +54,8 @@ def test_other_methods_on_the_root_are_405_and_unknown_routes_name_the_page() ->
 
 
 @pytest.fixture
-def api(endpoint: FakeEndpoint) -> Iterator[ApiServer]:
-    import handler
+def api(endpoint: ScriptedEndpoint) -> Iterator[ApiServer]:
+    from count_api import app as handler
 
     server = ApiServer(handler.lambda_handler, api_key="secret-key")
     yield server

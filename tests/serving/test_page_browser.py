@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from local_mode.serve import start_local_stack
+from local_mode.local_serving import start_local_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_ABID = ROOT.parent / "shared" / "abid"
@@ -53,8 +53,8 @@ def driver() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def stack(trained_model_dir: Path) -> Iterator[object]:
-    with start_local_stack(trained_model_dir, port=0, api_key=API_KEY) as running:
+def serving(trained_model_dir: Path) -> Iterator[object]:
+    with start_local_serving(trained_model_dir, port=0, api_key=API_KEY) as running:
         yield running
 
 
@@ -75,8 +75,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
-def _api(stack: object, data: bytes, expected: int | None = None, key: str = API_KEY) -> requests.Response:
-    url = f"{stack.api_url}/v1/count" + (f"?expected_count={expected}" if expected is not None else "")  # type: ignore[attr-defined]
+def _api(serving: object, data: bytes, expected: int | None = None, key: str = API_KEY) -> requests.Response:
+    url = f"{serving.api_url}/v1/count" + (f"?expected_count={expected}" if expected is not None else "")  # type: ignore[attr-defined]
     return requests.post(url, data=data, headers={"x-api-key": key, "Content-Type": "image/jpeg"}, timeout=120)
 
 
@@ -137,12 +137,12 @@ def _outcome(browser: object, name: str) -> tuple[str, str] | None:
     return ("error", errors[0].text) if errors else None
 
 
-def test_count_and_verify_in_a_real_browser(driver: object, stack: object, photos: list[Path]) -> None:
+def test_count_and_verify_in_a_real_browser(driver: object, serving: object, photos: list[Path]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     browser = driver
-    browser.get(f"{stack.api_url}/")  # type: ignore[attr-defined]
+    browser.get(f"{serving.api_url}/")  # type: ignore[attr-defined]
     assert "Inventory Monitor" in browser.title  # type: ignore[attr-defined]
     _set_key(browser, API_KEY)
     # The key stays in this tab's session storage only.
@@ -156,7 +156,7 @@ def test_count_and_verify_in_a_real_browser(driver: object, stack: object, photo
     _upload(browser, *photos)
     for path in photos:
         outcome = _wait_for(browser, lambda b, name=path.name: _outcome(b, name))
-        expected = _api(stack, path.read_bytes()).json()
+        expected = _api(serving, path.read_bytes()).json()
         assert outcome == ("count", str(expected["count"])), (path.name, outcome, expected)
         row = _row(browser, path.name)
         assert f"{round(expected['confidence'] * 100)} % confident" in row.text  # type: ignore[attr-defined]
@@ -173,7 +173,7 @@ def test_count_and_verify_in_a_real_browser(driver: object, stack: object, photo
     assert label.text.strip() == "Expected count"
     expected_field.send_keys(str(count), Keys.ENTER)
     verdict = _wait_for(browser, lambda b: _row(b, first.name).find_elements(By.CSS_SELECTOR, ".verdict [data-verdict]"))[0]
-    truth = _api(stack, first.read_bytes(), expected=count).json()["verification"]
+    truth = _api(serving, first.read_bytes(), expected=count).json()["verification"]
     assert verdict.get_attribute("data-verdict") == truth["verdict"]
     assert f"P(match) {truth['p_match']:.2f}" in _row(browser, first.name).text  # type: ignore[attr-defined]
 
@@ -189,7 +189,7 @@ def test_count_and_verify_in_a_real_browser(driver: object, stack: object, photo
     _set_key(browser, "wrong-key")
     second = photos[1]
     _upload(browser, second)
-    message = _api(stack, second.read_bytes(), key="wrong-key").json()["error"]["message"]
+    message = _api(serving, second.read_bytes(), key="wrong-key").json()["error"]["message"]
     _wait_for(browser, lambda b: _outcome(b, second.name))
     assert _outcome(browser, second.name) == ("error", message) and "API key" in message
 
@@ -199,7 +199,7 @@ def test_count_and_verify_in_a_real_browser(driver: object, stack: object, photo
     notes.write_text("bin 17: 3 items\n")
     _upload(browser, notes)
     _wait_for(browser, lambda b: _outcome(b, notes.name))
-    not_an_image = _api(stack, notes.read_bytes()).json()["error"]
+    not_an_image = _api(serving, notes.read_bytes()).json()["error"]
     assert not_an_image["code"] == "not_an_image"
     assert _outcome(browser, notes.name) == ("error", not_an_image["message"])
     assert _row(browser, notes.name).find_elements(By.CSS_SELECTOR, ".nopreview")  # type: ignore[attr-defined]

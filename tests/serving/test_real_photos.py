@@ -1,6 +1,6 @@
 """Real bin photos (../shared/abid, skipped when absent) through the handler: the uint8 batch the Lambda
 sends (Pillow draft-mode decode) matches the spec's full decode within DRAFT_MEAN_ABS_TOLERANCE.
-The endpoint is emulated at the HTTP level (tests/serving/fakes.py) and records what it received."""
+The endpoint is emulated at the HTTP level (local_mode/scripted_model.py) and records what it received."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import preprocessing_spec as spec
 import pytest
 
+from local_mode.scripted_model import ScriptedEndpoint
 from tests.serving.conftest import invoke, rest_event
-from tests.serving.fakes import FakeEndpoint
 
 pytestmark = [pytest.mark.abid, pytest.mark.usefixtures("endpoint")]
 
@@ -25,7 +25,7 @@ def _originals(abid_dir: Path, n: int) -> list[Path]:
     return [abid_dir / "bin-images" / f"{r['image_id']}.jpg" for r in rows[:n]]
 
 
-def test_lambda_batch_matches_the_full_decode_spec(abid_dir: Path, endpoint: FakeEndpoint) -> None:
+def test_lambda_batch_matches_the_full_decode_spec(abid_dir: Path, endpoint: ScriptedEndpoint) -> None:
     paths = _originals(abid_dir, 4)
     assert len(paths) == 4
     images = [{"id": p.stem, "data": base64.b64encode(p.read_bytes()).decode()} for p in paths]

@@ -8,11 +8,13 @@ import json
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_sns as sns
-from aws_cdk.assertions import Annotations, Match, Template
+from aws_cdk.assertions import Match, Template
+from count_api.settings import ApiSettings, Variable, endpoint_name_for, function_environment
 
 from infra.config import config_from_mapping
 from infra.nag import apply_nag
 from infra.serving_stack import ServingStack
+from tests.nag_findings import nag_findings
 
 ENV = cdk.Environment(account="111111111111", region="us-east-1")
 
@@ -170,6 +172,23 @@ def test_function_runtime_architecture_and_environment(template, default_context
     )
 
 
+def test_the_function_environment_is_exactly_the_contracts(template, default_context):
+    # Every variable the stack sets comes from count_api/settings.py, with the invoke limits at the function's defaults.
+    config = config_from_mapping(default_context)
+    expected = function_environment(
+        ApiSettings(
+            endpoint_name=endpoint_name_for(config.name_prefix),
+            max_images_per_request=config.max_images_per_request,
+            review_confidence_threshold=config.review_confidence_threshold,
+            verify_match_threshold=config.verify_match_threshold,
+            verify_mismatch_threshold=config.verify_mismatch_threshold,
+        )
+    )
+    (function,) = template.find_resources("AWS::Lambda::Function").values()
+    assert function["Properties"]["Environment"]["Variables"] == expected
+    assert set(expected) == {v.value for v in Variable} - {"MAX_BODY_BYTES", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_TRACE_DISABLED"}
+
+
 def test_every_alarm_notifies_the_topic_from_the_other_stack(template):
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     assert len(alarms) >= 6
@@ -205,14 +224,6 @@ def test_outputs(template):
     assert outputs["PageUrl"]["Value"] == outputs["ApiUrl"]["Value"]
 
 
-def test_cdk_nag_has_no_unacknowledged_findings(built):
-    stack, _ = built
-    annotations = Annotations.from_stack(stack)
-    errors = annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
-    warnings = annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
-    assert errors == [] and warnings == [], [e.entry.data for e in errors + warnings]
-
-
 def test_iam_auth_mode_uses_sigv4_and_no_key(default_context):
     stack, _ = build({**default_context, "apiAuth": "iam"})
     template = Template.from_stack(stack)
@@ -221,7 +232,7 @@ def test_iam_auth_mode_uses_sigv4_and_no_key(default_context):
     template.resource_count_is("AWS::ApiGateway::ApiKey", 0)
     assert "ApiKeyId" not in template.find_outputs("*")
     assert "PageUrl" not in template.find_outputs("*")  # a browser page cannot sign SigV4: no page in iam mode
-    assert Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+    assert nag_findings(stack, warnings=False) == []  # the default config's findings: tests/infra/test_app.py
 
 
 def test_endpoint_call_budget_ends_before_the_function_and_api_gateway(template):

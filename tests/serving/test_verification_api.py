@@ -1,6 +1,6 @@
 """Bin verification in the API: an expected count per photo (query parameter for a raw body, a field per
 image in a JSON batch) adds `verification` to each result. Real proxy events through the real handler; the
-endpoint is emulated at the HTTP level (tests/serving/fakes.py: a bright photo is count 5 at 0.9, the other
+endpoint is emulated at the HTTP level (local_mode/scripted_model.py: a bright photo is count 5 at 0.9, the other
 classes 0.025 each; a dark one is 0.3 for its count and 0.175 for each other class)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from local_mode.scripted_model import ScriptedEndpoint
 from tests.serving.conftest import invoke, rest_event
-from tests.serving.fakes import FakeEndpoint, photo
+from tests.serving.helpers import photo
 
 pytestmark = pytest.mark.usefixtures("endpoint")
 
@@ -93,13 +94,13 @@ def test_bad_threshold_setting_is_500_without_traceback(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("value", ["2.5", "-1", "two", "", "%20", "1e3", "0x10", "99999999999999", "1000001", "3%00"])
-def test_bad_query_value_is_400_naming_the_parameter(endpoint: FakeEndpoint, value: str) -> None:
+def test_bad_query_value_is_400_naming_the_parameter(endpoint: ScriptedEndpoint, value: str) -> None:
     status, body = _single(value)
     _refused(status, body, "query parameter expected_count")
     assert endpoint.calls == []  # refused before the model is called
 
 
-def test_query_parameter_twice_is_refused(endpoint: FakeEndpoint) -> None:
+def test_query_parameter_twice_is_refused(endpoint: ScriptedEndpoint) -> None:
     status, _, body = invoke(rest_event("POST", "/v1/count?expected_count=2&expected_count=3", BRIGHT, "image/jpeg"))
     assert status == 400 and body["error"]["code"] == "invalid_expected_count" and "2 times" in body["error"]["message"]
     assert endpoint.calls == []
@@ -115,7 +116,7 @@ def test_query_parameter_with_a_json_batch_points_to_the_field() -> None:
 # --- JSON batch, a field per image ----------------------------------------------------------------------------
 
 
-def test_batch_verifies_each_image_against_its_own_count(endpoint: FakeEndpoint) -> None:
+def test_batch_verifies_each_image_against_its_own_count(endpoint: ScriptedEndpoint) -> None:
     status, body = _batch((BRIGHT, 5), (BRIGHT, 2), (DARK, ...), (BRIGHT, None))
     assert status == 200, body
     results = body["results"]
@@ -134,7 +135,7 @@ def test_batch_accepts_integral_floats_and_decimal_strings_and_flags_outside_cla
 
 
 @pytest.mark.parametrize("value", [2.5, -1, "two", True, [2], {"n": 2}, 1e300, "", 10**7])
-def test_bad_batch_value_is_400_naming_the_image(endpoint: FakeEndpoint, value: Any) -> None:
+def test_bad_batch_value_is_400_naming_the_image(endpoint: ScriptedEndpoint, value: Any) -> None:
     status, body = _batch((BRIGHT, 2), (BRIGHT, value))
     _refused(status, body, "images[1].expected_count")
     assert endpoint.calls == []
@@ -150,7 +151,7 @@ def test_nan_and_infinity_in_json_are_refused() -> None:
 
 
 def test_verification_is_counted_in_metrics(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import handler
+    from count_api import app as handler
 
     monkeypatch.setattr(handler, "METRICS_ENABLED", True)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import dataset_layout
 import numpy as np
 import prep
 import pytest
@@ -181,3 +183,22 @@ def test_runs_as_a_script(damaged_bucket, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "read 30, written 27" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b'{"EXPECTED_QUANTITY": 3}', None),
+        (b'{"EXPECTED_QUANTITY": true}', "EXPECTED_QUANTITY is True"),  # JSON true must not pass as the count 1
+        (b'{"EXPECTED_QUANTITY": 2.0}', "EXPECTED_QUANTITY is 2.0"),
+        (b'{"BIN_FCSKU_DATA": {}}', "no EXPECTED_QUANTITY"),
+        (b"[3]", "no EXPECTED_QUANTITY"),
+        (b"\xff\xfe", "no EXPECTED_QUANTITY"),
+    ],
+)
+def test_the_count_is_read_from_metadata_by_one_rule(content: bytes, detail: str | None) -> None:
+    if detail is None:
+        assert dataset_layout.count_from_metadata(content) == 3
+    else:
+        with pytest.raises(dataset_layout.MetadataError, match=re.escape(detail)):
+            dataset_layout.count_from_metadata(content)

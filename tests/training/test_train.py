@@ -185,3 +185,29 @@ def test_several_instances_without_torchrun_are_refused(monkeypatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(SystemExit, match="SM_HOSTS lists 2 instances but WORLD_SIZE is not set: launch it with torchrun"):
         train.init_distributed()
+
+
+def test_a_checkpoint_restores_what_the_epochs_update(tmp_path: Path) -> None:
+    """In process, the pieces run() composes: build, one step, record, checkpoint, resume into a fresh build."""
+    args = train.parse_args(["--train", "T", "--validation", "V", *TINY, "--epochs", "2", "--pretrained-weights", "none"])
+    processes = train.Processes(rank=0, world=1, device=torch.device("cpu"), amp_dtype=None)
+    trained = train.build_training(args, [1, 2, 3], processes, steps_per_epoch=4)
+    images, targets = torch.randint(0, 256, (4, 224, 224, 3), dtype=torch.uint8), torch.tensor([0, 1, 2, 1])
+    train.training_loss(trained.model(images), targets, args).backward()
+    trained.optimizer.step()
+    trained.scheduler.step()
+    progress = train.Progress()
+    train.record_epoch(progress, 1, {"epoch": 1, "validation:accuracy": 0.5, "validation:loss": 1.0}, trained.net)
+    identity = train.run_identity(args, [1, 2, 3])
+    train.save_checkpoint(tmp_path, train.checkpoint_state(identity, 1, trained, progress))
+
+    fresh = train.build_training(args, [1, 2, 3], processes, steps_per_epoch=4)
+    resumed = train.resume(tmp_path, identity, fresh, processes)  # loads with weights_only=True
+    assert (resumed.next_epoch, [h["epoch"] for h in resumed.history], resumed.best["epoch"]) == (2, [1], 1)
+    assert all(torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(), fresh.net.state_dict().values(), strict=True))
+    assert (
+        fresh.scheduler.last_epoch == 1 and fresh.optimizer.state_dict()["state"].keys() == trained.optimizer.state_dict()["state"].keys()
+    )
+    assert train.keep_weights(args, fresh.net, resumed) == 1  # --keep best: the recorded epoch's weights
+    with pytest.raises(ValueError, match="holds a checkpoint of another run"):
+        train.resume(tmp_path, {**identity, "epochs": 3}, fresh, processes)

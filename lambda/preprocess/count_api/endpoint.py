@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ConnectTimeoutError, ReadTimeoutError
 
 from count_api.errors import EndpointError, EndpointModelError, EndpointTimeout, EndpointUnavailable
-from count_api.settings import Settings
+from count_api.settings import ApiSettings
 
 NOT_DEPLOYED_MESSAGE = (
     "the model endpoint '{name}' is not deployed yet: run the training pipeline (Step Functions state machine, "
@@ -42,17 +42,17 @@ def _client(service: str, endpoint_url: str | None, timeout_s: float, attempts: 
     return botocore.session.get_session().create_client(service, config=config, endpoint_url=endpoint_url)
 
 
-def runtime_client(settings: Settings) -> Any:
+def runtime_client(settings: ApiSettings) -> Any:
     return _client(
         "sagemaker-runtime", os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"), settings.invoke_timeout_s, settings.invoke_max_attempts
     )
 
 
-def control_client(settings: Settings) -> Any:
+def control_client(settings: ApiSettings) -> Any:
     return _client("sagemaker", os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER"), min(settings.invoke_timeout_s, 5), 1)
 
 
-def invoke_npy(settings: Settings, payload: bytes) -> dict[str, Any]:
+def invoke_npy(settings: ApiSettings, payload: bytes) -> dict[str, Any]:
     """One InvokeEndpoint call with an application/x-npy batch; returns the endpoint's parsed JSON reply."""
     try:
         reply = runtime_client(settings).invoke_endpoint(
@@ -80,7 +80,7 @@ def invoke_npy(settings: Settings, payload: bytes) -> dict[str, Any]:
     return document
 
 
-def describe(settings: Settings) -> dict[str, Any] | None:
+def describe(settings: ApiSettings) -> dict[str, Any] | None:
     """DescribeEndpoint; None when the endpoint does not exist (not deployed yet)."""
     try:
         return control_client(settings).describe_endpoint(EndpointName=settings.endpoint_name)

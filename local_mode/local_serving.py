@@ -1,35 +1,45 @@
-"""`make serve`: serve a trained model locally behind the real Lambda handler.
+"""`make serve`: serve a trained model locally behind the real Lambda handler (the local endpoint emulator
+and the local API Gateway, two HTTP servers on loopback).
 
-    python -m local_mode.serve --run runs/<id>        # model dir runs/<id>/train/model
-    python -m local_mode.serve --model-dir DIR [--port 8080] [--api-key KEY]
+    python -m local_mode.local_serving --run runs/<id>        # model dir runs/<id>/train/model
+    python -m local_mode.local_serving --model-dir DIR [--port 8080] [--api-key KEY]
 
-Python API (used by the local runner and the tests): start_local_stack(model_dir, port=...) returns a
-LocalStack with .api_url, .api_key, .endpoint_url and .close().
+Python API (used by the local runner and the tests): start_local_serving(model_dir, port=...) returns a
+LocalServing with .api_url, .api_key, .endpoint_url and .close().
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_mode.api_server import DEFAULT_CONCURRENCY, ApiServer, start_environments
-from local_mode.endpoint_server import EndpointServer, start_endpoint_server
-from local_mode.paths import LAMBDA_SOURCE, add_lambda
+from count_api.settings import ApiSettings, Powertools, api_environment, endpoint_name_for, powertools_environment
 
-DEFAULT_ENDPOINT_NAME = "invmon-count-endpoint"
+from local_mode.api_server import DEFAULT_CONCURRENCY, ApiServer, start_environments
+from local_mode.endpoint_server import LOOPBACK_CREDENTIALS, EndpointServer, start_endpoint_server
+from local_mode.paths import ROOT
+
+# The function's defaults (count_api/settings.py), which cdk.json's values match.
+DEFAULTS = ApiSettings(endpoint_name="")
+# Locally: no CloudWatch metrics or X-Ray traces, warnings and errors only in the log.
+LOCAL_POWERTOOLS = Powertools(metrics_namespace="InventoryMonitorLocal", log_level="WARNING", outside_lambda=True)
+
+
+def deployed_endpoint_name(cdk_json: Path = ROOT / "cdk.json") -> str:
+    """The endpoint name the deployed API calls: cdk.json's namePrefix + the function's suffix."""
+    return endpoint_name_for(json.loads(cdk_json.read_text())["context"]["namePrefix"])
 
 
 @dataclass
-class LocalStack:
+class LocalServing:
     """Both local servers; the handler's environment points at the endpoint server until close()."""
 
     endpoint: EndpointServer
@@ -67,7 +77,7 @@ class LocalStack:
                 os.environ[name] = value
         self._saved_env.clear()
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> LocalServing:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -86,62 +96,42 @@ def _set_env(values: dict[str, str], only_if_absent: dict[str, str]) -> dict[str
     return saved
 
 
-def handler_environment(
-    endpoint_url: str,
-    endpoint_name: str,
-    max_images: int = 8,
-    review_threshold: float = 0.5,
-    verify_thresholds: tuple[float, float] = (0.45, 0.15),
-) -> tuple[dict[str, str], dict[str, str]]:
-    """(always set, set only if absent): what the Lambda gets from the stack on AWS, pointed at localhost.
-    verify_thresholds: (match, mismatch), cdk.json verifyMatchThreshold / verifyMismatchThreshold."""
-    always = {
-        "ENDPOINT_NAME": endpoint_name,
-        "MAX_IMAGES_PER_REQUEST": str(max_images),
-        "REVIEW_CONFIDENCE_THRESHOLD": str(review_threshold),
-        "VERIFY_MATCH_THRESHOLD": str(verify_thresholds[0]),
-        "VERIFY_MISMATCH_THRESHOLD": str(verify_thresholds[1]),
-        # The handler's boto3 clients talk to the local endpoint server (runtime API and DescribeEndpoint).
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url,
-        "AWS_ENDPOINT_URL_SAGEMAKER": endpoint_url,
-    }
-    # botocore signs every request: dummy credentials when the user has none (they never leave loopback).
-    if_absent = {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "POWERTOOLS_SERVICE_NAME": "count-api",
-        "POWERTOOLS_METRICS_NAMESPACE": "InventoryMonitorLocal",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
-    return always, if_absent
+def handler_environment(settings: ApiSettings, endpoint: EndpointServer) -> tuple[dict[str, str], dict[str, str]]:
+    """(always set, set only if absent): what the Lambda gets from the stack on AWS, pointed at the local endpoint."""
+    always = {**api_environment(settings), **endpoint.client_environment()}
+    return always, {**LOOPBACK_CREDENTIALS, **powertools_environment(LOCAL_POWERTOOLS)}
 
 
-def start_local_stack(
+def start_local_serving(
     model_dir: str | Path,
     port: int = 0,
     api_key: str | None = None,
-    endpoint_name: str = DEFAULT_ENDPOINT_NAME,
+    endpoint_name: str | None = None,
     host: str = "127.0.0.1",
-    max_images: int = 8,
-    review_threshold: float = 0.5,
+    max_images: int = DEFAULTS.max_images_per_request,
+    review_threshold: float = DEFAULTS.review_confidence_threshold,
     concurrency: int = DEFAULT_CONCURRENCY,
-    verify_thresholds: tuple[float, float] = (0.45, 0.15),
-) -> LocalStack:
+    verify_thresholds: tuple[float, float] = (DEFAULTS.verify_match_threshold, DEFAULTS.verify_mismatch_threshold),
+) -> LocalServing:
     """Start the endpoint server (ephemeral port) and the API server (`port`, 0 = ephemeral) in threads.
 
-    `concurrency` Lambda execution environments (copies of the handler) serve that many requests at once."""
+    `endpoint_name` defaults to the deployed one (cdk.json). `concurrency` Lambda execution environments
+    (copies of the handler) serve that many requests at once."""
     if not 1 <= concurrency <= 64:
         raise ValueError(f"concurrency must be from 1 to 64, not {concurrency}")
-    endpoint = start_endpoint_server(model_dir, endpoint_name, host=host)
+    settings = ApiSettings(
+        endpoint_name=endpoint_name or deployed_endpoint_name(),
+        max_images_per_request=max_images,
+        review_confidence_threshold=review_threshold,
+        verify_match_threshold=verify_thresholds[0],
+        verify_mismatch_threshold=verify_thresholds[1],
+    )
+    endpoint = start_endpoint_server(model_dir, settings.endpoint_name, host=host)
     try:
-        always, if_absent = handler_environment(endpoint.url, endpoint_name, max_images, review_threshold, verify_thresholds)
+        always, if_absent = handler_environment(settings, endpoint)
         saved = _set_env(always, if_absent)
-        add_lambda()
         # After the environment is set: Powertools reads it at import. One copy per execution environment.
-        handlers = start_environments(LAMBDA_SOURCE / "handler.py", concurrency)
+        handlers = start_environments(concurrency)
 
         # With metrics disabled locally, Powertools warns on every request that it has none to publish.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -150,16 +140,7 @@ def start_local_stack(
     except BaseException:
         endpoint.close()
         raise
-    return LocalStack(endpoint=endpoint, api=api, _saved_env=saved)
-
-
-@contextmanager
-def local_stack(model_dir: str | Path, **kwargs: object) -> Iterator[LocalStack]:
-    stack = start_local_stack(model_dir, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield stack
-    finally:
-        stack.close()
+    return LocalServing(endpoint=endpoint, api=api, _saved_env=saved)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -170,16 +151,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8080, help="API port (0 = any free port; default 8080)")
     parser.add_argument("--api-key", default=None, help="API key to require (default: a random one, printed)")
-    parser.add_argument("--max-images", type=int, default=8, help="images per JSON request (cdk.json maxImagesPerRequest)")
-    parser.add_argument("--review-threshold", type=float, default=0.5, help="confidence below which needs_review is true")
+    parser.add_argument(
+        "--max-images", type=int, default=DEFAULTS.max_images_per_request, help="images per JSON request (cdk.json maxImagesPerRequest)"
+    )
+    parser.add_argument(
+        "--review-threshold",
+        type=float,
+        default=DEFAULTS.review_confidence_threshold,
+        help="confidence below which needs_review is true",
+    )
     parser.add_argument(
         "--verify-thresholds",
         type=float,
         nargs=2,
-        default=(0.45, 0.15),
+        default=(DEFAULTS.verify_match_threshold, DEFAULTS.verify_mismatch_threshold),
         metavar=("MATCH", "MISMATCH"),
         help="bin verification: p_match >= MATCH is match, <= MISMATCH is mismatch (cdk.json verifyMatchThreshold, "
-        "verifyMismatchThreshold; default 0.45 0.15)",
+        f"verifyMismatchThreshold; default {DEFAULTS.verify_match_threshold} {DEFAULTS.verify_mismatch_threshold})",
     )
     parser.add_argument(
         "--concurrency",
@@ -204,10 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {model_dir} has no model.pth. Train first (make demo), then: make serve RUN=runs/<id>", file=sys.stderr)
         return 2
     try:
-        stack = start_local_stack(
+        endpoint_name = deployed_endpoint_name()
+    except (OSError, KeyError, ValueError) as error:
+        print(f"error: cannot read namePrefix (the endpoint's name) from cdk.json: {error!r}", file=sys.stderr)
+        return 2
+    try:
+        serving = start_local_serving(
             model_dir,
             port=args.port,
             api_key=args.api_key,
+            endpoint_name=endpoint_name,
             host=args.host,
             max_images=args.max_images,
             review_threshold=args.review_threshold,
@@ -223,16 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, KeyError) as error:  # inference.model_fn refusing the model dir
         print(f"error: cannot load the model in {model_dir}: {error}. Train it again (make demo)", file=sys.stderr)
         return 2
-    print(f"Page:       {stack.api_url}/   (open it in a browser and type the API key below)", flush=True)
-    print(f"Count API:  {stack.api_url}/v1/count   (health: {stack.api_url}/v1/health)")
-    print(f"API key:    {stack.api_key}")
-    print(f"Endpoint:   {stack.endpoint_url} (SageMaker runtime API + /ping, /invocations; serving path: {stack.serving_path})")
+    print(f"Page:       {serving.api_url}/   (open it in a browser and type the API key below)", flush=True)
+    print(f"Count API:  {serving.api_url}/v1/count   (health: {serving.api_url}/v1/health)")
+    print(f"API key:    {serving.api_key}")
+    print(f"Endpoint:   {serving.endpoint_url} (SageMaker runtime API + /ping, /invocations; serving path: {serving.serving_path})")
     print(
-        f'Try:        curl -s -H "x-api-key: {stack.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {stack.api_url}/v1/count'
+        f'Try:        curl -s -H "x-api-key: {serving.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {serving.api_url}/v1/count'
     )
     # The README's curl lines use "${API_URL}v1/count", as on AWS (the stage URL ends with "/"): paste this first.
-    print(f"Shell:      export API_URL={stack.api_url}/ API_KEY={stack.api_key}")
-    print(f"Or:         python -m local_mode.client --url {stack.api_url} --api-key {stack.api_key} PHOTOS_OR_FOLDERS...")
+    print(f"Shell:      export API_URL={serving.api_url}/ API_KEY={serving.api_key}")
+    print(f"Or:         python -m local_mode.client --url {serving.api_url} --api-key {serving.api_key} PHOTOS_OR_FOLDERS...")
     print("Ctrl-C stops both servers.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -241,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stack.close()
+        serving.close()
     return 0
 
 

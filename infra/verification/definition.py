@@ -1,0 +1,243 @@
+"""The Verify bins states (docs/verification.md):
+
+    Check input -> Defaults -> Merge defaults -> Make verify id -> Read serving record -> Serving record names a model?
+    -> Prepare batches (Processing: verify_prepare.py) -> Transform (Batch Transform .sync on the serving model)
+    -> Write report (Processing: verify_report.py) -> Read summary -> Notify summary -> Verified
+Any failure -> "<step>: failed" -> Notify failure -> Verify failed.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.pipeline.layout import SERVING_RECORD_KEY
+from infra.pipeline.states import TRANSIENT_ERRORS
+from infra.verification import jobs
+from infra.verification.props import VerifyBinsProps
+
+C = sfn.Condition
+MAX_INSTANCE_COUNT = 20
+
+
+class VerifyBinsDefinition(Construct):
+    """The states, one method per step; `start` is the first. The chain in __init__ reads top to bottom."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: VerifyBinsProps) -> None:
+        super().__init__(scope, construct_id)
+        self.props = props
+        s = props.settings
+        self.failed = self._failure_chain()
+        check_input = self._check_input()
+        has_model = sfn.Choice(self, "Serving record names a model?")
+        prepare = self._task("Prepare batches", "sagemaker:createProcessingJob.sync", jobs.prepare_job(s), "$.prepare")
+
+        check_input.otherwise(self._merge_defaults())
+        self._merged.next(self._make_id()).next(self._read_serving_record()).next(has_model)
+        has_model.when(C.and_(C.is_present("$.serving.record.model"), C.is_string("$.serving.record.model")), prepare)
+        has_model.otherwise(self._failure("Serving record without model", "ServingRecordInvalid", "States.JsonToString($.serving.record)"))
+        (
+            prepare.next(self._task("Transform", "sagemaker:createTransformJob.sync", jobs.transform_job(s), "$.transform"))
+            .next(self._task("Write report", "sagemaker:createProcessingJob.sync", jobs.report_job(s), "$.report"))
+            .next(self._read_summary())
+            .next(self._notify_summary())
+            .next(sfn.Succeed(self, "Verified"))
+        )
+        self.start = check_input
+
+    # --- input ------------------------------------------------------------------------------------------------
+    def _allowed_uri(self, path: str) -> sfn.Condition:
+        """An s3:// URI in a bucket the jobs may read: the project's data bucket or the public dataset bucket."""
+        buckets = (self.props.data_bucket.bucket_name, self.props.dataset_bucket_name)
+        return C.and_(C.is_string(path), C.or_(*(C.string_matches(path, f"s3://{bucket}/*") for bucket in buckets)))
+
+    def _check_input(self) -> sfn.Choice:
+        data_bucket = self.props.data_bucket.bucket_name
+        where = f"s3://{data_bucket}/... or s3://{self.props.dataset_bucket_name}/..."
+        rules = [
+            (C.not_(C.is_present("$.photos")), "photos is required: the s3:// prefix of the bin photos, laid out like the dataset bucket"),
+            (C.not_(self._allowed_uri("$.photos")), f"photos must be an s3:// prefix under {where} (the jobs may read only those)"),
+            (
+                C.and_(C.is_present("$.records"), C.not_(C.or_(self._allowed_uri("$.records"), C.string_equals("$.records", "")))),
+                f"records must be the s3:// URI of a CSV (bin_id,expected_count) under {where}, or absent for metadata/<id>.json",
+            ),
+            (
+                C.and_(
+                    C.is_present("$.instanceType"),
+                    C.not_(C.and_(C.is_string("$.instanceType"), C.string_matches("$.instanceType", "ml.*"))),
+                ),
+                "instanceType must be a SageMaker instance type like ml.m5.xlarge",
+            ),
+            (
+                C.and_(
+                    C.is_present("$.instanceCount"),
+                    C.not_(
+                        C.and_(
+                            C.is_numeric("$.instanceCount"),
+                            C.number_greater_than_equals("$.instanceCount", 1),
+                            C.number_less_than_equals("$.instanceCount", MAX_INSTANCE_COUNT),
+                        )
+                    ),
+                ),
+                f"instanceCount must be a whole number from 1 to {MAX_INSTANCE_COUNT}",
+            ),
+        ]
+        choice = sfn.Choice(self, "Check input")
+        for index, (condition, message) in enumerate(rules):
+            reject = sfn.Pass(
+                self,
+                f"Input rejected {index + 1}",
+                parameters={"step": "Check input", "error": "InvalidExecutionInput", "cause": message},
+                result_path="$.failure",
+            )
+            reject.next(self.failed)
+            choice.when(condition, reject)
+        return choice
+
+    def _merge_defaults(self) -> sfn.Pass:
+        """The first state after the input check; `self._merged` is its last."""
+        cfg = self.props.settings.config
+        defaults = sfn.Pass(
+            self,
+            "Defaults",
+            parameters={"records": "", "instanceType": cfg.verify_instance_type, "instanceCount": cfg.verify_instance_count},
+            result_path="$.defaults",
+        )
+        # The input's own fields override the defaults; anything else in the input is not read.
+        merge = sfn.Pass(
+            self,
+            "Merge defaults",
+            parameters={"settings.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"},
+            result_path="$.merged",
+            output_path="$.merged",
+        )
+        self._merged = merge
+        defaults.next(merge)
+        return defaults
+
+    def _make_id(self) -> sfn.Chain:
+        make_id = sfn.Pass(
+            self,
+            "Make verify id",
+            # 8 hex characters of a fresh UUID: unique per run, short enough for SageMaker's name limits.
+            parameters={"id.$": "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)"},
+            result_path="$.verify",
+        )
+        s = self.props.settings
+        describe = sfn.Pass(
+            self,
+            "Name jobs and paths",
+            parameters={"names": jobs.names(s.prefix), "paths": jobs.paths(s.artifacts_bucket)},
+            result_path="$.run",
+        )
+        flatten = sfn.Pass(
+            self,
+            "Run layout",
+            parameters={"settings.$": "$.settings", "verify.$": "$.verify", "names.$": "$.run.names", "paths.$": "$.run.paths"},
+        )
+        make_id.next(describe).next(flatten)
+        return sfn.Chain.custom(make_id, [flatten], flatten)
+
+    # --- jobs ---------------------------------------------------------------------------------------------------
+    def _read_serving_record(self) -> sfn.CustomState:
+        """The model that serves now (written by the training pipeline's Record serving model step)."""
+        return self._task(
+            "Read serving record",
+            "aws-sdk:s3:getObject",
+            {"Bucket": self.props.settings.artifacts_bucket, "Key": SERVING_RECORD_KEY},
+            "$.serving",
+            result_selector={"record.$": "States.StringToJson($.Body)"},
+            absent=("S3.NoSuchKeyException", "no model serves yet: run the training pipeline until it deploys one, then verify"),
+        )
+
+    def _read_summary(self) -> sfn.CustomState:
+        return self._task(
+            "Read summary",
+            "aws-sdk:s3:getObject",
+            {
+                "Bucket": self.props.settings.artifacts_bucket,
+                "Key.$": f"States.Format('{jobs.VERIFY_PREFIX}{{}}/report/summary.json', $.verify.id)",
+            },
+            "$.summary",
+            result_selector={"report.$": "States.StringToJson($.Body)"},
+        )
+
+    def _notify_summary(self) -> sfn.CustomState:
+        prefix = self.props.settings.prefix
+        return self._task(
+            "Notify summary",
+            "sns:publish",
+            {
+                "TopicArn": self.props.settings.topic_arn,
+                "Subject.$": f"States.Format('{prefix}: bins verified ({{}})', $.verify.id)",
+                "Message.$": "States.Format('Verify bins {} checked the photos under {}. Summary: {} Report: {}report.html (results.csv, summary.json beside it).', "
+                "$.verify.id, $.settings.photos, States.JsonToString($.summary.report), $.paths.report)",
+            },
+            "$.notified",
+            catch=False,
+        )
+
+    # --- failure ------------------------------------------------------------------------------------------------
+    def _failure_chain(self) -> sfn.CustomState:
+        prefix = self.props.settings.prefix
+        notify = sfn.CustomState(
+            self,
+            "Notify failure",
+            state_json={
+                "Type": "Task",
+                "Resource": _integration("sns:publish"),
+                "Parameters": {
+                    "TopicArn": self.props.settings.topic_arn,
+                    "Subject": f"{prefix}: Verify bins failed",
+                    "Message.$": "States.Format('Verify bins failed at {}: {} ({}). Input: {}', $.failure.step, $.failure.cause, $.failure.error, "
+                    "States.JsonToString($$.Execution.Input))",
+                },
+                "ResultPath": "$.notified",
+            },
+        )
+        notify.next(sfn.Fail(self, "Verify failed", error="VerifyBinsFailed", cause_path="$.failure.cause"))
+        return notify
+
+    def _failure(self, name: str, error: str, cause_path: str) -> sfn.Pass:
+        """A Pass that describes what went wrong in $.failure, then Notify failure."""
+        state = sfn.Pass(self, name, parameters={"step": name, "error": error, "cause.$": cause_path}, result_path="$.failure")
+        state.next(self.failed)
+        return state
+
+    def _task(
+        self,
+        name: str,
+        integration: str,
+        parameters: dict,
+        result_path: str,
+        *,
+        result_selector: dict | None = None,
+        absent: tuple[str, str] | None = None,
+        catch: bool = True,
+    ) -> sfn.CustomState:
+        state: dict = {"Type": "Task", "Resource": _integration(integration), "Parameters": parameters, "ResultPath": result_path}
+        if result_selector:
+            state["ResultSelector"] = result_selector
+        task = sfn.CustomState(self, name, state_json=state)
+        if absent:
+            error, cause = absent
+            explain = sfn.Pass(self, f"{name}: absent", parameters={"step": name, "error": error, "cause": cause}, result_path="$.failure")
+            explain.next(self.failed)
+            task.add_catch(explain, errors=[error], result_path="$.error")
+        if catch:
+            describe = sfn.Pass(
+                self,
+                f"{name}: failed",
+                parameters={"step": name, "error.$": "$.error.Error", "cause.$": "$.error.Cause"},
+                result_path="$.failure",
+            )
+            describe.next(self.failed)
+            task.add_catch(describe, errors=["States.ALL"], result_path="$.error")
+        if not integration.endswith(".sync"):
+            task.add_retry(errors=TRANSIENT_ERRORS, interval=Duration.seconds(5), max_attempts=4, backoff_rate=2)
+        return task
+
+
+def _integration(name: str) -> str:
+    return f"arn:{Aws.PARTITION}:states:::{name}"
