@@ -34,6 +34,9 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 # prefix becomes an IAM resource pattern and a Step Functions StringMatches pattern, where those are wildcards.
 _S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([A-Za-z0-9!_.()=+,@-]+/)*$")
 PRETRAINED_CHOICES = ("imagenet", "none")
+# How Prepare writes the splits: one memory-mapped uint8 array per split, or streaming shards with manifests (docs/pipeline.md).
+DATA_FORMATS = ("npy", "shards")
+MAX_PREPARE_INSTANCES = 20  # the Prepare job's Processing instances (cdk.json and the execution input)
 
 
 class ConfigError(ValueError):
@@ -156,6 +159,8 @@ class AppConfig:
     classes: tuple[int, ...]
     # data
     dataset_source: str
+    prepare_instance_count: int
+    data_format: str
     # SageMaker jobs
     processing_instance_type: str
     tuning_instance_type: str
@@ -220,6 +225,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "alarm_email": _optional_email,
     "classes": _classes,
     "dataset_source": _pattern(_S3_URI, "expected an S3 URI like s3://aft-vbi-pds/ laid out as bin-images/ + metadata/"),
+    "prepare_instance_count": _int(1, MAX_PREPARE_INSTANCES),
+    "data_format": _choice(DATA_FORMATS),
     "processing_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.m5.xlarge"),
     "tuning_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.g5.xlarge"),
     "training_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.g5.xlarge"),
@@ -263,6 +270,10 @@ DESCRIPTIONS: dict[str, str] = {
     "alarm_email": "E-mail subscribed to the pipeline/alarm SNS topic (empty: none)",
     "classes": "Item counts the model predicts; photos with other counts are skipped by prep and reported",
     "dataset_source": "S3 prefix laid out as `bin-images/<id>.jpg` + `metadata/<id>.json` (default: the public dataset)",
+    "prepare_instance_count": "Instances of the Prepare processing job (execution input `prepareInstances` overrides); "
+    "more than one writes `shards`, each instance its share of the ids",
+    "data_format": "How Prepare writes the splits: `npy` (one array per split, the subset) or `shards` (streamed; "
+    "the train channel streamed in FastFile mode); the execution input `dataset: all` or `prepareInstances` > 1 always uses `shards`",
     "processing_instance_type": "Instance type of the Prepare and Evaluate processing jobs",
     "tuning_instance_type": "Instance type of each tuning trial",
     "training_instance_type": "Instance type of the final (multi-instance) training job",

@@ -60,7 +60,11 @@ def quota_needs(cfg: AppConfig) -> list[Need]:
         need.needed = max(need.needed, count)
         need.reasons.append(reason)
 
-    add(f"{cfg.processing_instance_type} for processing job usage", 1, "Prepare and Evaluate (one instance each, one after the other)")
+    add(
+        f"{cfg.processing_instance_type} for processing job usage",
+        cfg.prepare_instance_count,
+        f"Prepare on prepareInstanceCount={cfg.prepare_instance_count} instances, then Evaluate on one",
+    )
     add(
         f"{cfg.tuning_instance_type} for {kind}",
         cfg.tuning_max_parallel_jobs,

@@ -4,6 +4,10 @@ A channel folder holds `images.npy` (uint8 [N, 224, 224, 3], preprocessed by the
 `labels.json` ({"ids": [...], "counts": [...], "classes": [...], "spec_version": "1"}). Training
 memory-maps the array, so an epoch reads ~150 KB per image with no JPEG decoding (docs/training.md has
 the measurement behind this choice).
+
+A folder holding shard manifests (`prep.py --format shards`, shards.py) opens as the same `Split`, its
+`images` a `shards.ShardImages` (random access by position, for evaluation); training streams it with
+`shards.ShardStream` instead of `BatchDataset`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import preprocessing_spec
+import shards
 import torch
 
 IMAGES_FILE = "images.npy"
@@ -27,7 +32,7 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # uint8 [N, 224, 224, 3], memory-mapped
+    images: np.ndarray | shards.ShardImages  # uint8 [N, 224, 224, 3], memory-mapped or read from shards
     targets: np.ndarray  # int64 [N], index into classes
     ids: list[str]
     classes: list[int]
@@ -39,6 +44,8 @@ class Split:
 def load_split(folder: str | Path, classes: list[int] | None = None) -> Split:
     """Open one channel; `classes` (when given) must match the ones prep wrote."""
     folder = Path(folder)
+    if shards.is_sharded(folder):
+        return load_sharded_split(folder, classes)
     images_path, labels_path = folder / IMAGES_FILE, folder / LABELS_FILE
     for path in (images_path, labels_path):
         if not path.is_file():
@@ -64,6 +71,21 @@ def load_split(folder: str | Path, classes: list[int] | None = None) -> Split:
     if unknown:
         raise DataError(f"{labels_path} has counts {unknown} outside its classes {written_classes}: run prep.py again")
     return Split(images=images, targets=np.array([index[c] for c in counts], dtype=np.int64), ids=list(ids), classes=list(written_classes))
+
+
+def load_sharded_split(folder: Path, classes: list[int] | None = None) -> Split:
+    try:
+        channel = shards.open_channel(folder)
+    except shards.ShardError as error:
+        raise DataError(str(error)) from None
+    if classes is not None and list(classes) != channel.classes:
+        raise DataError(f"{folder} holds classes {channel.classes}, expected {list(classes)}: prepare all channels with the same --classes")
+    index = {c: i for i, c in enumerate(channel.classes)}
+    unknown = sorted({c for c in channel.counts if c not in index})
+    if unknown:
+        raise DataError(f"{folder} manifests have counts {unknown} outside their classes {channel.classes}: run prep.py again")
+    targets = np.array([index[c] for c in channel.counts], dtype=np.int64)
+    return Split(images=shards.ShardImages(channel), targets=targets, ids=list(channel.ids), classes=list(channel.classes))
 
 
 class BatchDataset(torch.utils.data.Dataset):

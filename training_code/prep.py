@@ -9,6 +9,16 @@ the spec; the valid ones are split 60/20/20 per class, by a hash of the id, and 
 OUTPUT/{train,validation,test}/ (dataset.py's format: images.npy + labels.json) plus OUTPUT/summary.json.
 Corrupt photos, missing files and counts outside the classes are skipped and listed in the summary, and
 read = written + skipped always holds.
+
+    python prep.py --source s3://aft-vbi-pds/ --output prepared/ --format shards [--shard i/N]
+
+`--format shards` (issue 16; for datasets that do not fit one array) streams instead: this process takes
+the ids whose hash puts them in share i of N (`--shard`, else the SageMaker Processing host index from
+/opt/ml/config/resourceconfig.json, else 0/1), splits each id by a hash threshold of the id alone (so the
+split does not depend on N), and appends each photo to its split's current tar shard (shards.py), rolling
+over every --shard-size examples. Each split folder gets `manifest-<i>-of-<N>.json` and OUTPUT gets
+`summary-<i>-of-<N>.json`; counts reconcile per process and split. Memory and disk are bounded by a shard
+and this process's share, not by the dataset.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import dataset
 import dataset_layout
 import numpy as np
 import preprocessing_spec
+import shards
 from tqdm import tqdm
 
 SPLITS = (("train", 0.6), ("validation", 0.2), ("test", 0.2))
@@ -39,6 +50,8 @@ PROCESSING_OUTPUT = "/opt/ml/processing/output"
 # Give up (instead of writing a silently smaller dataset) when more downloads than this fail.
 MAX_DOWNLOAD_FAILURE_SHARE = 0.05
 CHUNK = 256  # images decoded per batch of parallel work: bounds memory to CHUNK * 150 KB
+RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"  # where SageMaker tells a job's instance who it is
+FORMATS = ("arrays", "shards")  # arrays: images.npy + labels.json (the default); shards: shards.py
 
 
 class PrepError(Exception):
@@ -284,6 +297,121 @@ def prepare(
     return summary
 
 
+# --- shard mode (issue 16) ---------------------------------------------------------------------------
+
+
+def processing_host_shard(path: str = RESOURCE_CONFIG) -> tuple[int, int] | None:
+    """(this host's index, number of hosts) from a SageMaker job's resource config; None outside one."""
+    try:
+        config = json.loads(Path(path).read_text())
+        hosts = list(config["hosts"])
+        return hosts.index(config["current_host"]), len(hosts)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_example(source: LocalSource | S3Source, image_id: str, classes: tuple[int, ...]) -> tuple[int, bytes]:
+    """(count, preprocessed pixels) of one id, or Skip: the metadata first, the photo only if it counts."""
+    count = read_count(source, image_id, classes)
+    return count, read_image(source, image_id)
+
+
+def write_shards(
+    source: LocalSource | S3Source,
+    ids: list[str],
+    out: Path,
+    classes: tuple[int, ...],
+    shard: tuple[int, int],
+    workers: int,
+    shard_size: int,
+) -> tuple[dict[str, shards.ShardWriter], dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """Stream this process's ids into per-split shard writers: (writers, per-split counts, skipped ids by reason)."""
+    index, total = shard
+    writers = {name: shards.ShardWriter(out / name, index, total, shard_size) for name, _ in SPLITS}
+    tallies: dict[str, dict[str, Any]] = {name: {"read": 0, "written": 0, "skipped": 0, "skipped_by_reason": {}} for name, _ in SPLITS}
+    skipped: dict[str, list[str]] = {}
+    for image_id, result, why in parallel(lambda i: read_example(source, i, classes), ids, workers, f"shard {index}/{total}"):
+        split = shards.split_by_threshold(image_id, SPLITS)
+        tally = tallies[split]
+        tally["read"] += 1
+        if why:
+            skipped.setdefault(why.reason, []).append(image_id)
+            tally["skipped"] += 1
+            tally["skipped_by_reason"][why.reason] = tally["skipped_by_reason"].get(why.reason, 0) + 1
+        else:
+            writers[split].append(image_id, result[0], result[1])
+            tally["written"] += 1
+    return writers, tallies, skipped
+
+
+def prepare_shards(
+    source_uri: str,
+    output: str,
+    classes: tuple[int, ...] = DEFAULT_CLASSES,
+    file_list: str | None = None,
+    workers: int = 8,
+    retries: int = 5,
+    shard: tuple[int, int] = (0, 1),
+    shard_size: int = shards.DEFAULT_SHARD_SIZE,
+) -> dict[str, Any]:
+    """`--format shards`: this process's share of the ids as tar shards + a manifest per split."""
+    started = time.monotonic()
+    index, total = shard
+    source = open_source(source_uri, workers, retries)
+    every_id = ids_to_read(source, file_list)
+    if not every_id:
+        raise PrepError(f"no ids found in {file_list or source_uri}: expected bin-images/<id>.jpg and metadata/<id>.json")
+    ids = [i for i in every_id if shards.owner_of(i, total) == index]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    writers, tallies, skipped = write_shards(source, ids, out, classes, shard, workers, shard_size)
+    failed = len(skipped.get("download_failed", []))
+    if failed > MAX_DOWNLOAD_FAILURE_SHARE * max(1, len(ids)):
+        raise PrepError(
+            f"{failed} of {len(ids)} downloads failed after {retries} retries each: check network access to {source_uri} and run again"
+        )
+    splits_summary = {}
+    for name, writer in writers.items():
+        manifest = writer.finish(list(classes), tallies[name])
+        per_class = Counter(c for s in manifest["shards"] for c in s["counts"])
+        splits_summary[name] = {
+            **tallies[name],
+            "total": manifest["examples"],
+            "shards": len(manifest["shards"]),
+            "per_class": {str(c): per_class.get(c, 0) for c in classes},
+        }
+    summary = {
+        "source": source_uri,
+        "file_list": file_list,
+        "classes": list(classes),
+        "spec_version": preprocessing_spec.SPEC_VERSION,
+        "format": f"{shards.FORMAT} ({shards.ENCODING} tar shards) + manifest-<i>-of-<N>.json per split",
+        "shard": [index, total],
+        "ids_listed": len(every_id),
+        "read": len(ids),
+        "written": sum(t["written"] for t in tallies.values()),
+        "skipped": sum(len(v) for v in skipped.values()),
+        "skipped_by_reason": {reason: len(v) for reason, v in sorted(skipped.items())},
+        "skipped_ids": {reason: sorted(v) for reason, v in sorted(skipped.items())},
+        "splits": splits_summary,
+        "duration_seconds": round(time.monotonic() - started, 1),
+    }
+    assert summary["read"] == summary["written"] + summary["skipped"], "counts must reconcile"
+    (out / f"summary-{index}-of-{total}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, slash, total = text.partition("/")
+    try:
+        value = (int(index), int(total))
+    except ValueError:
+        value = (-1, 0)
+    if not slash or value[1] < 1 or not 0 <= value[0] < value[1]:
+        raise argparse.ArgumentTypeError(f"--shard {text!r} is invalid: expected i/N with 0 <= i < N, e.g. 0/4")
+    return value
+
+
 def _classes(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.replace(" ", "").split(","))
@@ -317,16 +445,38 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=5,
         help="retries per S3 request after the first attempt (botocore standard mode: backoff on throttling, 5xx, connection errors)",
     )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="arrays",
+        help="arrays: images.npy + labels.json per split (default); shards: streaming tar shards",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        help="with --format shards: i/N, this process's share of the ids (default: the Processing host's index, else 0/1)",
+    )
+    parser.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE, help="examples per shard file (--format shards)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.workers < 1 or args.retries < 1:
-        print("error: --workers and --retries must be at least 1", file=sys.stderr)
+    if args.workers < 1 or args.retries < 1 or args.shard_size < 1:
+        print("error: --workers, --retries and --shard-size must be at least 1", file=sys.stderr)
+        return 2
+    if args.format == "arrays" and args.shard is not None:
+        print("error: --shard needs --format shards", file=sys.stderr)
         return 2
     try:
-        summary = prepare(args.source, args.output, args.classes, args.file_list, args.workers, args.retries)
+        if args.format == "shards":
+            shard = args.shard or processing_host_shard() or (0, 1)
+            summary = prepare_shards(
+                args.source, args.output, args.classes, args.file_list, args.workers, args.retries, shard, args.shard_size
+            )
+        else:
+            summary = prepare(args.source, args.output, args.classes, args.file_list, args.workers, args.retries)
     except PrepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

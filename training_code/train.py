@@ -37,6 +37,7 @@ import models
 import numpy as np
 import preprocessing_spec
 import scoring
+import shards
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -280,6 +281,8 @@ class Data:
 
 
 def make_loader(split: dataset.Split, args: argparse.Namespace, rank: int, world: int) -> tuple[torch.utils.data.DataLoader, Any]:
+    if isinstance(split.images, shards.ShardImages):  # a sharded channel (prep.py --format shards): stream it
+        return make_shard_loader(split.images.channel, args, rank, world)
     sampler = torch.utils.data.DistributedSampler(range(len(split)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     # Drop a short last batch (BatchNorm cannot train on one image), unless it is the only batch.
     per_rank = math.ceil(len(split) / world)
@@ -288,6 +291,13 @@ def make_loader(split: dataset.Split, args: argparse.Namespace, rank: int, world
         dataset.BatchDataset(split), sampler=batches, batch_size=None, num_workers=args.workers, pin_memory=torch.cuda.is_available()
     )
     return loader, sampler
+
+
+def make_shard_loader(channel: shards.Channel, args: argparse.Namespace, rank: int, world: int) -> tuple[torch.utils.data.DataLoader, Any]:
+    """The streaming reader: it batches itself and has set_epoch, so it is also the loop's `sampler`."""
+    stream = shards.ShardStream(channel, args.batch_size, args.seed, rank, world)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers, pin_memory=torch.cuda.is_available())
+    return loader, stream
 
 
 def load_data(args: argparse.Namespace, processes: Processes) -> Data:

@@ -221,6 +221,78 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def batched_rows(rows: Iterator[Row], batch_size: int) -> Iterator[list[Row]]:
+    """Groups of rows holding at most batch_size photos; a repeated bin id is marked a duplicate (no photo)."""
+    seen: set[str] = set()
+    pending: list[Row] = []
+    photos_pending = 0
+    for row in rows:
+        if row.use_photo:
+            if row.bin_id in seen:
+                row.error, row.detail = DUPLICATE_RECORD, f"bin {row.bin_id} appears in an earlier row, which is the one verified"
+                row.use_photo = row.needs_record = False
+            else:
+                seen.add(row.bin_id)
+                photos_pending += 1
+        pending.append(row)
+        # At most batch_size photos per file; rows without a photo ride along (bounded by the same count).
+        if photos_pending >= batch_size or len(pending) >= 4 * batch_size:
+            yield pending
+            pending, photos_pending = [], 0
+    if pending:
+        yield pending
+
+
+class BatchWriter:
+    """Writes one batch file per group of rows, its manifest line, and every row's line (input order)."""
+
+    def __init__(self, store: Any, pool: ThreadPoolExecutor, batches_dir: Path, records_out: Any, manifest_out: Any) -> None:
+        self.store, self.pool, self.batches_dir = store, pool, batches_dir
+        self.records_out, self.manifest_out = records_out, manifest_out
+        self.errors: Counter[str] = Counter()
+        self.counts = {"rows": 0, "photos": 0, "batches": 0}
+
+    def _resolve(self, row: Row) -> tuple[bytes | None, str | None, str]:
+        if row.needs_record:
+            read_record(self.store, row)
+        return load_photo(self.store, row.bin_id) if row.use_photo else (None, None, "")
+
+    def write(self, pending: list[Row]) -> None:
+        """Read one batch's records and photos in parallel, write the batch file, then its rows."""
+        photos = list(self.pool.map(self._resolve, pending))
+        images: list[bytes] = []
+        name = f"batch-{self.counts['batches']:06d}.npy"
+        placed: list[tuple[Row, int | None]] = []
+        for row, (raw, reason, detail) in zip(pending, photos, strict=True):
+            if raw is None:
+                if row.error is None:  # a photo problem; a record problem found first is the row's error
+                    row.error, row.detail = reason, detail
+                placed.append((row, None))
+            else:  # a row with a bad record still gets its photo counted (the report shows "predicted")
+                placed.append((row, len(images)))
+                images.append(raw)
+        if images:
+            _write_atomic(self.batches_dir / name, preprocessing_spec.encode_npy_uint8(images))
+            self.manifest_out.write(json.dumps({"batch": name, "bin_ids": [r.bin_id for r, i in placed if i is not None]}) + "\n")
+            self.counts["batches"] += 1
+            self.counts["photos"] += len(images)
+        for row, index in placed:
+            self.errors.update([row.error] if row.error else [])
+            line = {"row": row.row, "bin_id": row.bin_id, "expected": row.expected, "batch": name if index is not None else None}
+            line.update(index=index, error=row.error, detail=row.detail or None)
+            self.records_out.write(json.dumps(line) + "\n")
+        self.counts["rows"] += len(pending)
+
+
+def _output_dirs(output: Path) -> tuple[Path, Path]:
+    batches_dir, records_dir = output / "batches", output / "records"
+    batches_dir.mkdir(parents=True, exist_ok=True)
+    records_dir.mkdir(parents=True, exist_ok=True)
+    for stale in batches_dir.glob("batch-*.npy"):  # a rerun must not leave batch files of an earlier input behind
+        stale.unlink()
+    return batches_dir, records_dir
+
+
 def prepare(
     source: str,
     output: str | Path,
@@ -233,81 +305,26 @@ def prepare(
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise PrepError(f"--batch-size {batch_size} is out of range: 1 to {MAX_BATCH_SIZE} (inference.py's MAX_BATCH)")
     store = open_source(source, workers, retries)
-    output = Path(output)
-    batches_dir, records_dir = output / "batches", output / "records"
-    batches_dir.mkdir(parents=True, exist_ok=True)
-    records_dir.mkdir(parents=True, exist_ok=True)
-    for stale in batches_dir.glob("batch-*.npy"):  # a rerun must not leave batch files of an earlier input behind
-        stale.unlink()
+    batches_dir, records_dir = _output_dirs(Path(output))
     handle = _open_text(records, store) if records else None
     rows = csv_rows(handle) if handle is not None else metadata_rows(store)
-    errors: Counter[str] = Counter()
-    seen: set[str] = set()
     started = time.perf_counter()
-    counts = {"rows": 0, "photos": 0, "batches": 0}
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(desc="prepare", unit="photo", mininterval=1.0)
-
     with (
         ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
         open(records_dir / "records.jsonl.tmp", "w") as records_out,
         open(records_dir / "manifest.jsonl.tmp", "w") as manifest_out,
     ):
-
-        def resolve(row: Row) -> tuple[bytes | None, str | None, str]:
-            if row.needs_record:
-                read_record(store, row)
-            return load_photo(store, row.bin_id) if row.use_photo else (None, None, "")
-
-        def flush(pending: list[Row]) -> None:
-            """Read one batch's records and photos in parallel, write the batch file, then its rows (input order)."""
-            photos = list(pool.map(resolve, pending))
-            images: list[bytes] = []
-            name = f"batch-{counts['batches']:06d}.npy"
-            placed: list[tuple[Row, int | None]] = []
-            for row, (raw, reason, detail) in zip(pending, photos, strict=True):
-                if raw is None:
-                    if row.error is None:  # a photo problem; a record problem found first is the row's error
-                        row.error, row.detail = reason, detail
-                    placed.append((row, None))
-                else:  # a row with a bad record still gets its photo counted (the report shows "predicted")
-                    placed.append((row, len(images)))
-                    images.append(raw)
-            if images:
-                _write_atomic(batches_dir / name, preprocessing_spec.encode_npy_uint8(images))
-                manifest_out.write(json.dumps({"batch": name, "bin_ids": [r.bin_id for r, i in placed if i is not None]}) + "\n")
-                counts["batches"] += 1
-                counts["photos"] += len(images)
-            for row, index in placed:
-                errors.update([row.error] if row.error else [])
-                line = {"row": row.row, "bin_id": row.bin_id, "expected": row.expected, "batch": name if index is not None else None}
-                line.update(index=index, error=row.error, detail=row.detail or None)
-                records_out.write(json.dumps(line) + "\n")
-            counts["rows"] += len(pending)
-            if bar is not None:
-                bar.update(len(pending))
-
-        pending: list[Row] = []
-        photos_pending = 0
+        writer = BatchWriter(store, pool, batches_dir, records_out, manifest_out)
         try:
-            for row in rows:
-                if row.use_photo:
-                    if row.bin_id in seen:
-                        row.error, row.detail = DUPLICATE_RECORD, f"bin {row.bin_id} appears in an earlier row, which is the one verified"
-                        row.use_photo = row.needs_record = False
-                    else:
-                        seen.add(row.bin_id)
-                        photos_pending += 1
-                pending.append(row)
-                # At most batch_size photos per file; rows without a photo ride along (bounded by the same count).
-                if photos_pending >= batch_size or len(pending) >= 4 * batch_size:
-                    flush(pending)
-                    pending, photos_pending = [], 0
-            if pending:
-                flush(pending)
+            for pending in batched_rows(rows, batch_size):
+                writer.write(pending)
+                if bar is not None:
+                    bar.update(len(pending))
         finally:
             if handle is not None:
                 handle.close()
@@ -316,8 +333,8 @@ def prepare(
     os.replace(records_dir / "records.jsonl.tmp", records_dir / "records.jsonl")
     os.replace(records_dir / "manifest.jsonl.tmp", records_dir / "manifest.jsonl")
     summary = {
-        **counts,
-        "errors": dict(sorted(errors.items())),
+        **writer.counts,
+        "errors": dict(sorted(writer.errors.items())),
         "batch_size": batch_size,
         "source": source,
         "records": records or "metadata/<id>.json",

@@ -1,4 +1,4 @@
-"""The input chain: validate input -> defaults -> job names -> pretrained weights -> the serving record.
+"""The input chain: validate input -> defaults -> job names -> data format -> pretrained weights -> the serving record.
 
 Everything here runs before any job is paid for: a malformed input or an unreadable serving record ends the
 run at once.
@@ -22,10 +22,12 @@ def input_chain(b: StateBuilder) -> Segment:
     """Validation, settings and names, the weights' channel or flag, then the serving record check."""
     validation = InputValidation(b.scope, "Validation", pretrained_prefixes=pretrained_prefixes(b.s.config, b.s.artifacts_bucket))
     settings = _settings(b)
+    data = _data_format(b)
     weights = _pretrained_weights(b)
     serving = _serving_record(b)
     validation.valid.next(settings.start)
-    settings.connect(weights.start)
+    settings.connect(data.start)
+    data.connect(weights.start)
     weights.connect(serving.start)
     return Segment(validation.start, serving.connect)
 
@@ -52,7 +54,8 @@ def _settings(b: StateBuilder) -> Segment:
     counts_as_text = b.pass_state(
         "Write counts as text",
         parameters={
-            "text.$": "States.JsonToString(States.Array($.settings.trainingInstanceCount, $.settings.tuningMaxJobs, $.settings.tuningMaxParallelJobs))"
+            "text.$": "States.JsonToString(States.Array($.settings.trainingInstanceCount, $.settings.tuningMaxJobs, "
+            "$.settings.tuningMaxParallelJobs, $.settings.prepareInstances))"
         },
         result_path="$.counts",
     )
@@ -60,7 +63,7 @@ def _settings(b: StateBuilder) -> Segment:
     not_whole = b.fail(
         "Input rejected: whole numbers",
         error="InvalidExecutionInput",
-        cause='input fields "trainingInstanceCount", "tuningMaxJobs" and "tuningMaxParallelJobs" must be whole numbers such as 2, not 2.5',
+        cause='input fields "trainingInstanceCount", "tuningMaxJobs", "tuningMaxParallelJobs" and "prepareInstances" must be whole numbers such as 2, not 2.5',
     )
     check_budget = b.choice("Check tuning budget")
     budget_rejected = b.fail(
@@ -106,6 +109,44 @@ def _run_paths(b: StateBuilder) -> dict[str, str]:
         "profiler.$": uri(f"{run}/profiler/"),
         "evaluation.$": uri(f"{run}/evaluate/"),
     }
+
+
+def _data_format(b: StateBuilder) -> Segment:
+    """$.data: how Prepare writes the splits (prep.py's arguments) and how the train channel is distributed.
+
+    npy (the subset on one instance, cdk.json's defaults): the request Prepare always made. shards (dataFormat
+    shards, dataset all, or more than one Prepare instance): prep.py `--format shards` on $.settings.prepareInstances
+    instances, and the train channel is read in FastFile mode (FullyReplicated: every instance sees every manifest,
+    and training_code/shards.py's reader gives each rank its own block of shards per epoch, so an instance streams
+    only the shard files its ranks open).
+    """
+    always_shards = b.s.config.data_format == "shards"
+    choose = b.choice("Data format?")
+    subset_shards = b.pass_state("Use shards of the subset", parameters=_data_settings(b, subset=True, shards=True), result_path="$.data")
+    every_photo = b.pass_state("Use shards of every photo", parameters=_data_settings(b, subset=False, shards=True), result_path="$.data")
+    choose.when(C.string_equals("$.settings.dataset", "all"), every_photo)
+    npy = None
+    if always_shards:
+        choose.otherwise(subset_shards)
+    else:
+        npy = b.pass_state("Use npy splits", parameters=_data_settings(b, subset=True, shards=False), result_path="$.data")
+        choose.when(C.number_greater_than("$.settings.prepareInstances", 1), subset_shards)
+        choose.otherwise(npy)
+
+    def connect(following: sfn.IChainable) -> None:
+        if npy is not None:
+            npy.next(following)
+        subset_shards.next(following)
+        every_photo.next(following)
+
+    return Segment(choose, connect)
+
+
+def _data_settings(b: StateBuilder, *, subset: bool, shards: bool) -> dict[str, str]:
+    arguments = params.prepare_arguments(b.s, subset=subset, shards=shards)
+    if not shards:
+        return {"format": "npy", "trainInputMode": "File", "prepareArguments.$": arguments}
+    return {"format": "shards", "trainInputMode": "FastFile", "prepareArguments.$": arguments}
 
 
 def _pretrained_weights(b: StateBuilder) -> Segment:

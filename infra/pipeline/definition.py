@@ -1,6 +1,7 @@
 """The training pipeline as a Step Functions definition, built by four chains that read top to bottom.
 
-    input  (chain_input.py):  validate input -> defaults -> job names -> pretrained weights: channel or hyperparameter
+    input  (chain_input.py):  validate input -> defaults -> job names -> data format (npy | shards)
+                              -> pretrained weights: channel or hyperparameter
                               -> read + check the serving record (unless force/never)
     train  (chain_train.py):  Prepare -> (Tune | given hyperparameters) -> Train
     gate   (chain_gate.py):   Evaluate (writes the deploy decision) -> read evaluation + decision -> Gate: deploy?

@@ -25,7 +25,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from deploy_rule import DEPLOY_MODES
 
-from infra.config import PRETRAINED_CHOICES, AppConfig
+from infra.config import MAX_PREPARE_INSTANCES, PRETRAINED_CHOICES, AppConfig
 
 INPUT_ERROR = "InvalidExecutionInput"
 # Where the raw input sits while it is checked; "Input is valid" leaves {"input": <the input>}.
@@ -34,6 +34,8 @@ INPUT = "$.input"
 PRETRAINED_HYPERPARAMETER = "pretrained-weights"
 # Under the artifacts bucket: where a user may always put weights for the execution input (the SageMaker role reads it).
 PRETRAINED_PREFIX = "pretrained/"
+# The "dataset" field: the Udacity subset (training_code/file_lists/udacity_file_list.json) or every photo of dataSource.
+DATASETS = ("subset", "all")
 
 C = sfn.Condition
 
@@ -111,6 +113,18 @@ def input_fields(pretrained_prefixes: Sequence[str] = ("s3://<artifacts bucket>/
             'input field "dataSource" must be an S3 URI like "s3://my-bucket/bins/" holding bin-images/ and metadata/',
         ),
         InputField(
+            "dataset",
+            "subset (the Udacity file list) or all (every photo under dataSource, listed with paging; always shards)",
+            optional("dataset", C.not_(C.or_(*(C.string_equals(at("dataset"), name) for name in DATASETS)))),
+            'input field "dataset" must be "subset" (the Udacity file list, 10,441 photos) or "all" (every photo under dataSource)',
+        ),
+        InputField(
+            "prepareInstances",
+            f"whole number 1..{MAX_PREPARE_INSTANCES}: Processing instances of Prepare; more than 1 writes shards",
+            optional("prepareInstances", _not_whole_number_in(at("prepareInstances"), 1, MAX_PREPARE_INSTANCES)),
+            f'input field "prepareInstances" must be a whole number from 1 to {MAX_PREPARE_INSTANCES}',
+        ),
+        InputField(
             "pretrained",
             "imagenet (packaged ImageNet weights), none (random init) or s3://... under an allowed prefix: the `pretrained` channel",
             optional(
@@ -152,6 +166,8 @@ def defaults(config: AppConfig) -> dict[str, Any]:
         "tuningMaxParallelJobs": config.tuning_max_parallel_jobs,
         "trainingInstanceCount": config.training_instance_count,
         "dataSource": config.dataset_source,
+        "dataset": "subset",
+        "prepareInstances": config.prepare_instance_count,
         "pretrained": config.pretrained_weights,
         "deploy": "auto",
     }

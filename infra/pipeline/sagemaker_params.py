@@ -3,6 +3,7 @@
 Paths read the state document that definition.py builds:
   $.settings   the execution input merged over the defaults (input_schema.py)
   $.names      job/model/config names derived from the run id; $.paths the run's S3 locations
+  $.data       the data format's choices: prep.py's arguments, the train channel's distribution (chain_input.py)
   $.fixed      static and SageMaker-container hyperparameters; $.trainHp.values the merged set
   $.inputs     channels (train, validation, test and, for S3 weights, pretrained) and the trials' static hyperparameters
   $.training   the training job's name and model artifact
@@ -87,7 +88,10 @@ def processing_job(
     output_local: str,
     output_path: str,
     environment: dict[str, str] | None = None,
+    instance_count_path: str | None = None,
 ) -> dict[str, Any]:
+    """`arguments` is an intrinsic or a path giving ContainerArguments; `instance_count_path` a path to the instance count (default 1)."""
+    instances: dict[str, Any] = {"InstanceCount.$": instance_count_path} if instance_count_path else {"InstanceCount": 1}
     job = {
         "ProcessingJobName.$": name_path,
         "RoleArn": s.execution_role_arn,
@@ -105,7 +109,7 @@ def processing_job(
         },
         "ProcessingResources": {
             "ClusterConfig": {
-                "InstanceCount": 1,
+                **instances,
                 "InstanceType": s.config.processing_instance_type,
                 "VolumeSizeInGB": VOLUME_GB,
                 "VolumeKmsKeyId": s.data_key_arn,
@@ -116,11 +120,27 @@ def processing_job(
     return {**job, "Environment": environment} if environment else job
 
 
-def prepare_job(s: DefinitionSettings) -> dict[str, Any]:
+def prepare_arguments(s: DefinitionSettings, *, subset: bool, shards: bool) -> str:
+    """prep.py's arguments as a States.Array: the Udacity file list (subset) or none (prep lists the whole source,
+    paging), and `--format shards` (each Processing instance finds its share from its own resource config)."""
     classes = ",".join(str(c) for c in s.config.classes)
-    arguments = f"States.Array('--source', $.settings.dataSource, '--file-list', '{FILE_LIST_PATH}', '--classes', '{classes}', '--output', '{PROCESSING_OUTPUT}')"
+    file_list = f", '--file-list', '{FILE_LIST_PATH}'" if subset else ""
+    shard_format = ", '--format', 'shards'" if shards else ""
+    return f"States.Array('--source', $.settings.dataSource{file_list}, '--classes', '{classes}', '--output', '{PROCESSING_OUTPUT}'{shard_format})"
+
+
+def prepare_job(s: DefinitionSettings) -> dict[str, Any]:
+    """prep.py on $.settings.prepareInstances instances, with the arguments the data-format states chose ($.data)."""
     return processing_job(
-        s, "$.names.prepare", 'exec python3 prep.py "$@"', arguments, [], "prepared", PROCESSING_OUTPUT, "$.paths.prepared"
+        s,
+        "$.names.prepare",
+        'exec python3 prep.py "$@"',
+        "$.data.prepareArguments",
+        [],
+        "prepared",
+        PROCESSING_OUTPUT,
+        "$.paths.prepared",
+        instance_count_path="$.settings.prepareInstances",
     )
 
 
@@ -148,17 +168,22 @@ def evaluate_job(s: DefinitionSettings) -> dict[str, Any]:
 
 
 def channels(*, pretrained: bool) -> list[dict[str, Any]]:
-    """InputDataConfig: the prepared splits, plus the `pretrained` channel (train.py reads SM_CHANNEL_PRETRAINED) for S3 weights."""
+    """InputDataConfig: the prepared splits, plus the `pretrained` channel (train.py reads SM_CHANNEL_PRETRAINED) for S3 weights.
+
+    The train channel's input mode is the data format's ($.data.trainInputMode): File for npy (copied to the volume),
+    FastFile for shards (streamed: each instance reads only the shard files its ranks open). Every channel is
+    FullyReplicated: the shard reader, not S3, splits the shards among ranks, reshuffled every epoch.
+    """
     sources = {channel: f"$.paths.{channel}" for channel in ("train", "validation", "test")}
     if pretrained:
         sources["pretrained"] = "$.settings.pretrained"
-    return [
-        {
-            "ChannelName": channel,
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": path, "S3DataDistributionType": "FullyReplicated"}},
-        }
-        for channel, path in sources.items()
-    ]
+
+    def channel(name: str, path: str) -> dict[str, Any]:
+        source = {"S3DataType": "S3Prefix", "S3Uri.$": path, "S3DataDistributionType": "FullyReplicated"}
+        mode = {"InputMode.$": "$.data.trainInputMode"} if name == "train" else {}
+        return {"ChannelName": name, "DataSource": {"S3DataSource": source}, **mode}
+
+    return [channel(name, path) for name, path in sources.items()]
 
 
 def _stopping(s: DefinitionSettings) -> dict[str, int]:

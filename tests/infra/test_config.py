@@ -94,6 +94,11 @@ BAD_VALUES = [
         "'serverlessMemoryMb' = 2500 is invalid: expected one of 1024, 2048, 3072, 4096, 5120, 6144 (serverless endpoint memory sizes)",
     ),
     ("maxImagesPerRequest", 100, "'maxImagesPerRequest' = 100 is invalid: expected a whole number from 1 to 64"),
+    ("prepareInstanceCount", 0, "'prepareInstanceCount' = 0 is invalid: expected a whole number from 1 to 20"),
+    ("prepareInstanceCount", 21, "'prepareInstanceCount' = 21 is invalid: expected a whole number from 1 to 20"),
+    ("prepareInstanceCount", 1.5, "'prepareInstanceCount' = 1.5 is invalid: expected a whole number from 1 to 20"),
+    ("dataFormat", "tar", "'dataFormat' = 'tar' is invalid: expected one of npy, shards"),
+    ("dataFormat", "NPY", "'dataFormat' = 'NPY' is invalid: expected one of npy, shards"),
     ("tuningMaxJobs", 0, "'tuningMaxJobs' = 0 is invalid: expected a whole number from 1 to 100"),
     ("maxRuntimeSeconds", 60, "'maxRuntimeSeconds' = 60 is invalid: expected a whole number from 600 to 432000"),
     *(
@@ -165,3 +170,14 @@ def test_pretrained_weights_accepts_imagenet_none_or_an_s3_prefix(default_contex
 
 def test_pretrained_weights_default_is_imagenet(default_context):
     assert config_from_mapping(default_context).pretrained_weights == "imagenet"
+
+
+def test_data_defaults_keep_the_subset_path(default_context):
+    """cdk.json's defaults: one Prepare instance writing the npy splits (the state machine's request before issue 16)."""
+    cfg = config_from_mapping(default_context)
+    assert (cfg.prepare_instance_count, cfg.data_format) == (1, "npy")
+
+
+def test_data_keys_parse_cli_strings(default_context):
+    cfg = config_from_mapping(with_override(default_context, prepareInstanceCount="4", dataFormat="shards"))
+    assert (cfg.prepare_instance_count, cfg.data_format) == (4, "shards")

@@ -601,7 +601,7 @@ def execution_role_needs(built: Built) -> dict[str, list[Request]]:
             job = p["ProcessingJobName"]
             out += _logs_and_metrics("/aws/sagemaker/ProcessingJobs", f"{job}/algo-1-1700000000", "/aws/sagemaker/ProcessingJobs", why)
             # Prepare reads the dataset source its arguments name (the execution input's dataSource, default from config).
-            if "--source" in json.dumps(state["Parameters"]) and isinstance(built.doc["settings"].get("dataSource"), str):
+            if "prep.py" in json.dumps(state["Parameters"]) and isinstance(built.doc["settings"].get("dataSource"), str):
                 out += _s3_read(built, built.doc["settings"]["dataSource"] + "metadata/", f"{why}: dataSource")
                 out += _s3_read(built, built.doc["settings"]["dataSource"] + "bin-images/", f"{why}: dataSource")
         elif integration == "sagemaker:createTrainingJob.sync":

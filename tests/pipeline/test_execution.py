@@ -372,6 +372,13 @@ MALFORMED_INPUTS: list[tuple[Any, str]] = [
     ({"pretrained": 1}, "pretrained"),
     ({"pretrained": "s3://someone-elses-bucket/pretrained/resnet18/"}, "pretrained"),
     ({"hyperparameters": {"lr": "0.001", "pretrained-weights": "none"}}, "hyperparameters"),
+    ({"dataset": "everything"}, "dataset"),
+    ({"dataset": "All"}, "dataset"),
+    ({"dataset": 1}, "dataset"),
+    ({"prepareInstances": 0}, "prepareInstances"),
+    ({"prepareInstances": 21}, "prepareInstances"),
+    ({"prepareInstances": "3"}, "prepareInstances"),
+    ({"prepareInstances": 2.5}, "whole numbers"),
 ]
 
 
@@ -496,6 +503,11 @@ def _channels(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in request["InputDataConfig"]}
 
 
+def _input_modes(request: dict[str, Any]) -> dict[str, str | None]:
+    """Each channel's own InputMode (None: the job's TrainingInputMode applies)."""
+    return {c["ChannelName"]: c.get("InputMode") for c in request["InputDataConfig"]}
+
+
 def test_pretrained_s3_uri_is_the_pretrained_channel_of_every_trial_and_of_training(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -569,3 +581,116 @@ def test_pretrained_outside_the_readable_prefixes_fails_before_any_job(pipeline:
             assert events.entered()[-1] == "Input rejected: pretrained", value
             assert described["cause"] == cause, value
             _no_job_started(pipeline, events)
+
+
+# --- issue 16: the whole dataset, Prepare sharded across Processing instances, the train channel sharded by S3 key --------
+
+PREPARED_DEFAULT_ARGUMENTS = [
+    "--source",
+    "s3://aft-vbi-pds/",
+    "--file-list",
+    FILE_LIST_PATH,
+    "--classes",
+    "1,2,3,4,5",
+    "--output",
+    "/opt/ml/processing/output",
+]
+
+
+def _prepare_request(events: History) -> dict[str, Any]:
+    return events.scheduled(SM, "createProcessingJob.sync")[0]
+
+
+def _assert_npy_splits(events: History) -> None:
+    """The request cdk.json's defaults always made: one instance, the Udacity list, npy, every channel FullyReplicated."""
+    prepare = _prepare_request(events)
+    assert prepare["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    assert prepare["AppSpecification"]["ContainerArguments"] == PREPARED_DEFAULT_ARGUMENTS
+    channels = _channels(_only(events.scheduled(SM, "createTrainingJob.sync")))
+    assert {c["S3DataDistributionType"] for c in channels.values()} == {"FullyReplicated"}
+    assert channels["train"]["S3Uri"].endswith("/prepare/train/")
+    assert _input_modes(_only(events.scheduled(SM, "createTrainingJob.sync")))["train"] == "File"
+
+
+def _assert_shards(events: History, *, instances: int, subset: bool) -> None:
+    """Prepare on `instances` instances writing shards; the train channel streamed (FastFile), every channel FullyReplicated."""
+    prepare = _prepare_request(events)
+    assert prepare["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == instances
+    args = prepare["AppSpecification"]["ContainerArguments"]
+    assert args[args.index("--format") + 1] == "shards"
+    assert args[args.index("--source") + 1] == "s3://aft-vbi-pds/"
+    assert ("--file-list" in args) is subset  # "all": no list, prep.py lists the whole source with paging
+    if subset:
+        assert args[args.index("--file-list") + 1] == FILE_LIST_PATH
+    prepared = prepare["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    requests = [_only(events.scheduled(SM, "createTrainingJob.sync"))]
+    requests += [t["TrainingJobDefinition"] for t in events.scheduled(SM, "createHyperParameterTuningJob.sync")]
+    for request in requests:
+        channels = _channels(request)
+        assert _input_modes(request) == {"train": "FastFile", "validation": None, "test": None}
+        for split in ("train", "validation", "test"):
+            assert channels[split] == {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"{prepared}{split}/",
+                "S3DataDistributionType": "FullyReplicated",
+            }
+    evaluate = events.scheduled(SM, "createProcessingJob.sync")[1]
+    test_input = next(i for i in evaluate["ProcessingInputs"] if i["InputName"] == "test")["S3Input"]
+    assert test_input["S3Uri"] == f"{prepared}test/" and test_input["S3DataDistributionType"] == "FullyReplicated"
+    assert evaluate["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+
+
+def test_whole_dataset_on_three_prepare_instances_streams_shards(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real: the input checks, the Data format Choice and Passes, botocore validating Prepare/Tune/Train/Evaluate. Emulated: jobs end."""
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("all-3", {"dataset": "all", "prepareInstances": 3, "deploy": "never"})
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    assert "Use shards of every photo" in events.entered() and "Use npy splits" not in events.entered()
+    _assert_shards(events, instances=3, subset=False)
+    training = _only(events.scheduled(SM, "createTrainingJob.sync"))
+    described_training = pipeline.sagemaker.describe_training_job(TrainingJobName=training["TrainingJobName"])
+    assert _input_modes(described_training)["train"] == "FastFile"
+
+
+@pytest.mark.parametrize(
+    ("execution_input", "instances", "subset"),
+    [({"prepareInstances": 2}, 2, True), ({"dataset": "all"}, 1, False), ({"dataset": "subset", "prepareInstances": 4}, 4, True)],
+    ids=["subset-on-2", "all-on-1", "subset-on-4"],
+)
+def test_more_than_one_instance_or_every_photo_means_shards(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, execution_input: dict[str, Any], instances: int, subset: bool
+) -> None:
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("shards", {**execution_input, "hyperparameters": {"lr": "0.002"}, "deploy": "never"})
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    _assert_shards(events, instances=instances, subset=subset)
+
+
+@pytest.mark.parametrize("execution_input", [{}, {"dataset": "subset", "prepareInstances": 1}], ids=["defaults", "explicit-defaults"])
+def test_defaults_keep_the_subset_npy_request(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, execution_input: dict[str, Any]) -> None:
+    """cdk.json's defaults (prepareInstanceCount 1, dataFormat npy) and the input's spelled-out defaults: the request as before issue 16."""
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("npy", {**execution_input, "deploy": "never"})
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    assert "Use npy splits" in events.entered() and not {"Use shards of the subset", "Use shards of every photo"} & set(events.entered())
+    _assert_npy_splits(events)
+    trial = _only(events.scheduled(SM, "createHyperParameterTuningJob.sync"))["TrainingJobDefinition"]
+    assert {c["S3DataDistributionType"] for c in _channels(trial).values()} == {"FullyReplicated"}
+
+
+def test_cdk_json_data_format_shards_applies_to_every_run(aws: Any, monkeypatch: pytest.MonkeyPatch, test_values: RenderValues) -> None:
+    """cdk.json dataFormat=shards, prepareInstanceCount=2: `{}` prepares the subset as shards on 2 instances (no npy state at all)."""
+    from tests.pipeline.conftest import synth_app
+    from tests.pipeline.render import render_definition
+
+    synth = synth_app({"dataFormat": "shards", "prepareInstanceCount": 2}, nag=False)
+    definition = render_definition(synth.template, synth.storage_template, test_values)
+    assert "Use npy splits" not in json.loads(definition)["States"]
+    pipeline = Pipeline(definition, test_values)
+    with emulated_sagemaker(monkeypatch, Scenario()):
+        described, events = pipeline.run("config-shards", {"deploy": "never"})
+        assert described["status"] == "SUCCEEDED", described.get("cause")
+        _assert_shards(events, instances=2, subset=True)
+        described, events = pipeline.run("config-shards-1", {"prepareInstances": 1, "dataset": "all", "deploy": "never"})
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    _assert_shards(events, instances=1, subset=False)
