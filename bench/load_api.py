@@ -165,7 +165,7 @@ def rss_mb(root: int) -> float:
     return total / 1024
 
 
-def train_throwaway(arch: str, work: Path) -> Path:
+def train_throwaway(arch: str, image_size: int, work: Path) -> Path:
     code = common.ROOT / "training_code"
 
     def run(*args: str) -> None:
@@ -178,7 +178,7 @@ def train_throwaway(arch: str, work: Path) -> Path:
     run("prep.py", "--source", str(work / "src"), "--output", str(work / "prep"), "--workers", "1")
     run(
         "train.py", "--train", str(work / "prep" / "train"), "--validation", str(work / "prep" / "validation"), "--model", arch,
-        "--epochs", "1", "--batch-size", "16", "--image-size", "224", "--augment", "off", "--model-dir", str(work / "model"),
+        "--epochs", "1", "--batch-size", "16", "--image-size", str(image_size), "--augment", "off", "--model-dir", str(work / "model"),
         "--output-data-dir", str(work / "output"), "--checkpoint-dir", str(work / "ckpt"), "--model-version", f"bench-{arch}",
     )  # fmt: skip
     return work / "model"
@@ -187,6 +187,7 @@ def train_throwaway(arch: str, work: Path) -> Path:
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Drive the local API with concurrent clients; report throughput and latency.")
     parser.add_argument("--arch", default="mobilenet_v3_small", help="architecture of the throwaway model (no --model-dir)")
+    parser.add_argument("--image-size", type=int, default=224, help="the throwaway model's --image-size (the default recipe: 192)")
     parser.add_argument("--model-dir", type=Path, help="serve this model dir instead of training a throwaway one")
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of each load level")
     parser.add_argument("--clients", default="4,16", help="comma-separated client counts")
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="load-api-") as scratch:
         try:
-            model_dir = args.model_dir or train_throwaway(args.arch, Path(scratch))
+            model_dir = args.model_dir or train_throwaway(args.arch, args.image_size, Path(scratch))
         except common.BenchError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     name = (
         "load_api"
         if args.serving_path == "auto" and args.arch == "mobilenet_v3_small" and not args.model_dir
-        else f"load_api_{args.arch}_{args.serving_path}"
+        else f"load_api_{args.arch}{'' if args.image_size == 224 else f'_{args.image_size}'}_{args.serving_path}"
     )
     path = common.write_result(name, common.command_line("bench.load_api", argv), rows, extra)
     print(f"wrote {common.display(path)}")
