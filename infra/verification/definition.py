@@ -18,6 +18,7 @@ from infra.verification import jobs
 from infra.verification.props import VerifyBinsProps
 
 C = sfn.Condition
+INPUT_FIELDS = ("photos", "records", "instanceType", "instanceCount")
 MAX_INSTANCE_COUNT = 20
 
 
@@ -29,7 +30,7 @@ class VerifyBinsDefinition(Construct):
         self.props = props
         s = props.settings
         self.failed = self._failure_chain()
-        check_input = self._check_input()
+        first_state, check_input = self._check_input()
         has_model = sfn.Choice(self, "Serving record names a model?")
         prepare = self._task("Prepare batches", "sagemaker:createProcessingJob.sync", jobs.prepare_job(s), "$.prepare")
 
@@ -44,7 +45,7 @@ class VerifyBinsDefinition(Construct):
             .next(self._notify_summary())
             .next(sfn.Succeed(self, "Verified"))
         )
-        self.start = check_input
+        self.start = first_state
 
     # --- input ------------------------------------------------------------------------------------------------
     def _allowed_uri(self, path: str) -> sfn.Condition:
@@ -52,31 +53,79 @@ class VerifyBinsDefinition(Construct):
         buckets = (self.props.data_bucket.bucket_name, self.props.dataset_bucket_name)
         return C.and_(C.is_string(path), C.or_(*(C.string_matches(path, f"s3://{bucket}/*") for bucket in buckets)))
 
-    def _check_input(self) -> sfn.Choice:
+    def _reject(self, name: str, cause: str) -> sfn.Pass:
+        reject = sfn.Pass(
+            self, name, parameters={"step": "Check input", "error": "InvalidExecutionInput", "cause": cause}, result_path="$.failure"
+        )
+        reject.next(self.failed)
+        return reject
+
+    def _check_shape(self) -> tuple[sfn.Pass, sfn.Choice]:
+        """An object with known field names only (infra/pipeline/input_schema.py explains the two tricks): JsonToString
+        never fails, and the input merged with {field: 0, ...} on top has one ':' per field name, so more pieces
+        after splitting on ':' means a name that is not a field."""
+        schema = dict.fromkeys(INPUT_FIELDS, 0)
+        describe = sfn.Pass(self, "Describe input", parameters={"input.$": "$", "text.$": "States.JsonToString($)", "schema": schema})
+        is_object = sfn.Choice(self, "Input is an object?")
+        describe.next(is_object)
+        is_object.when(
+            C.not_(C.string_matches("$.text", "{*")),
+            self._reject(
+                "Input rejected: not an object", 'the execution input must be a JSON object like {"photos": "s3://bucket/prefix/"}'
+            ),
+        )
+        count = sfn.Pass(
+            self,
+            "Count input fields",
+            parameters={
+                "pieces.$": "States.ArrayLength(States.StringSplit(States.JsonToString(States.JsonMerge($.input, $.schema, false)), ':'))"
+            },
+            result_path="$.fields",
+        )
+        is_object.otherwise(count)
+        known = sfn.Choice(self, "Input field names known?")
+        count.next(known)
+        known.when(
+            C.number_greater_than("$.fields.pieces", len(INPUT_FIELDS) + 1),
+            self._reject(
+                "Input rejected: unknown field", f"the execution input may hold only {', '.join(INPUT_FIELDS)}: check the spelling"
+            ),
+        )
+        return describe, known
+
+    def _check_input(self) -> tuple[sfn.Pass, sfn.Choice]:
+        """(the first state, the last Choice: its `otherwise` is the way on for a good input)."""
+        first, known = self._check_shape()
         data_bucket = self.props.data_bucket.bucket_name
         where = f"s3://{data_bucket}/... or s3://{self.props.dataset_bucket_name}/..."
         rules = [
-            (C.not_(C.is_present("$.photos")), "photos is required: the s3:// prefix of the bin photos, laid out like the dataset bucket"),
-            (C.not_(self._allowed_uri("$.photos")), f"photos must be an s3:// prefix under {where} (the jobs may read only those)"),
             (
-                C.and_(C.is_present("$.records"), C.not_(C.or_(self._allowed_uri("$.records"), C.string_equals("$.records", "")))),
+                C.not_(C.is_present("$.input.photos")),
+                "photos is required: the s3:// prefix of the bin photos, laid out like the dataset bucket",
+            ),
+            (C.not_(self._allowed_uri("$.input.photos")), f"photos must be an s3:// prefix under {where} (the jobs may read only those)"),
+            (
+                C.and_(
+                    C.is_present("$.input.records"),
+                    C.not_(C.or_(self._allowed_uri("$.input.records"), C.string_equals("$.input.records", ""))),
+                ),
                 f"records must be the s3:// URI of a CSV (bin_id,expected_count) under {where}, or absent for metadata/<id>.json",
             ),
             (
                 C.and_(
-                    C.is_present("$.instanceType"),
-                    C.not_(C.and_(C.is_string("$.instanceType"), C.string_matches("$.instanceType", "ml.*"))),
+                    C.is_present("$.input.instanceType"),
+                    C.not_(C.and_(C.is_string("$.input.instanceType"), C.string_matches("$.input.instanceType", "ml.*"))),
                 ),
                 "instanceType must be a SageMaker instance type like ml.m5.xlarge",
             ),
             (
                 C.and_(
-                    C.is_present("$.instanceCount"),
+                    C.is_present("$.input.instanceCount"),
                     C.not_(
                         C.and_(
-                            C.is_numeric("$.instanceCount"),
-                            C.number_greater_than_equals("$.instanceCount", 1),
-                            C.number_less_than_equals("$.instanceCount", MAX_INSTANCE_COUNT),
+                            C.is_numeric("$.input.instanceCount"),
+                            C.number_greater_than_equals("$.input.instanceCount", 1),
+                            C.number_less_than_equals("$.input.instanceCount", MAX_INSTANCE_COUNT),
                         )
                     ),
                 ),
@@ -84,16 +133,10 @@ class VerifyBinsDefinition(Construct):
             ),
         ]
         choice = sfn.Choice(self, "Check input")
+        known.otherwise(choice)
         for index, (condition, message) in enumerate(rules):
-            reject = sfn.Pass(
-                self,
-                f"Input rejected {index + 1}",
-                parameters={"step": "Check input", "error": "InvalidExecutionInput", "cause": message},
-                result_path="$.failure",
-            )
-            reject.next(self.failed)
-            choice.when(condition, reject)
-        return choice
+            choice.when(condition, self._reject(f"Input rejected {index + 1}", message))
+        return first, choice
 
     def _merge_defaults(self) -> sfn.Pass:
         """The first state after the input check; `self._merged` is its last."""

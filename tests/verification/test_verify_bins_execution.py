@@ -160,10 +160,13 @@ def test_a_transform_failure_ends_in_a_failure_notification(machine, monkeypatch
         ({"photos": "PHOTOS", "records": "file:///tmp/records.csv"}, "records must be the s3:// URI of a CSV"),
         ({"photos": "PHOTOS", "instanceCount": 0}, "instanceCount must be a whole number from 1 to 20"),
         ({"photos": "PHOTOS", "instanceType": "m5.xlarge"}, "instanceType must be a SageMaker instance type"),
+        ({"photos": "PHOTOS", "instancetype": "ml.c5.xlarge"}, "may hold only photos, records, instanceType, instanceCount"),
+        (["s3://a/"], "must be a JSON object"),
+        ("s3://a/", "must be a JSON object"),
     ],
 )
 def test_bad_input_is_refused_before_any_job(machine, monkeypatch, trained, execution_input, expected):
-    if execution_input.get("photos") == "PHOTOS":
+    if isinstance(execution_input, dict) and execution_input.get("photos") == "PHOTOS":
         execution_input = {**execution_input, "photos": photos_uri(machine)}
     verify_world = world(monkeypatch, trained)
     described, _ = machine.run("bad-input", execution_input)
