@@ -10,7 +10,7 @@ qualities) written as tar shards: bytes on disk per image, encode and decode CPU
 throughput of a whole shard (read + decode, warm page cache) and the JPEG pixels' error against the spec.
 prep: wall time of `prep.py --format shards` in 1, 2 and 4 concurrent processes (each --workers 1) over
 the same photos, and each process's peak RSS. memory: peak RSS of one prep process and of one
-training-data pass (shards.ShardStream, one epoch, no model) at two dataset sizes. throughput: train.py's
+training-data pass (dataset.ShardStream, one epoch, no model) at two dataset sizes. throughput: train.py's
 own step (train.train_one_epoch, mobilenet_v3_small@128, batch 32) fed by the memory-mapped reader and by
 the shard reader, rounds interleaved, medians. Synthetic photos come from synthetic_bins.py into the
 git-ignored bench/results/tmp/shards/.
@@ -137,18 +137,19 @@ def run_format(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
 # --- prep scaling and memory -------------------------------------------------------------------------
 
 
-def run_processes(commands: list[list[str]]) -> tuple[float, list[int]]:
-    """Start the commands together; (wall seconds until all end, each one's peak RSS in MB)."""
+def run_processes(commands: list[list[str]]) -> tuple[float, list[int], float]:
+    """Start the commands together; (wall seconds until all end, each one's peak RSS in MB, their CPU seconds)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     children = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env) for c in commands]
-    peaks = {}
+    peaks, cpu = {}, 0.0
     for child in children:
         _, status, usage = os.wait4(child.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise common.BenchError(f"{' '.join(commands[children.index(child)])} failed")
         peaks[child.pid] = usage.ru_maxrss // 1024  # Linux: KB
-    return time.perf_counter() - started, [peaks[c.pid] for c in children]
+        cpu += usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - started, [peaks[c.pid] for c in children], cpu
 
 
 def prep_commands(bucket: Path, out: Path, processes: int, workers: int = 1) -> list[list[str]]:
@@ -181,22 +182,30 @@ def fresh(folder: Path) -> Path:
 
 def run_prep(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     bucket = photos(args.photos)
-    rows = []
-    for processes in (1, 2, 4):
-        walls, peaks = [], []
-        for _ in range(args.rounds):
-            wall, rss = run_processes(prep_commands(bucket, fresh(WORK / f"prep-{processes}"), processes))
-            walls.append(wall)
-            peaks.append(max(rss))
-        rows.append(
-            {
-                "processes": processes,
-                "workers_per_process": 1,
-                "photos": args.photos,
-                "wall_s": statistics.median(walls),
-                "peak_rss_mb": max(peaks),
-            }
-        )
+    counts = tuple(int(n) for n in args.processes.split(","))
+    out = Path(args.prep_output) if args.prep_output else WORK
+    walls: dict[int, list[float]] = {n: [] for n in counts}
+    peaks: dict[int, list[int]] = {n: [] for n in counts}
+    cpus: dict[int, list[float]] = {n: [] for n in counts}
+    for _ in range(args.rounds):
+        for processes in counts:  # interleaved: a slow spell of the shared machine hits every count alike
+            wall, rss, cpu = run_processes(prep_commands(bucket, fresh(out / f"prep-{processes}"), processes))
+            walls[processes].append(wall)
+            peaks[processes].append(max(rss))
+            cpus[processes].append(cpu)
+    rows = [
+        {
+            "processes": n,
+            "workers_per_process": 1,
+            "photos": args.photos,
+            "wall_s": statistics.median(walls[n]),
+            "wall_s_rounds": [round(w, 1) for w in walls[n]],
+            # CPU per photo: flat across counts = the work divides; the wall-time speedup is then the machine's share
+            "cpu_ms_per_photo": round(1000 * statistics.median(cpus[n]) / args.photos, 2),
+            "peak_rss_mb": max(peaks[n]),
+        }
+        for n in counts
+    ]
     base = rows[0]["wall_s"]
     for row in rows:
         row["speedup_vs_1"] = base / row["wall_s"]
@@ -205,8 +214,8 @@ def run_prep(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, 
 
 
 DATA_PASS = """
-import resource, sys, shards
-stream = shards.ShardStream(shards.open_channel(sys.argv[1]), batch_size=32, seed=0)
+import resource, sys, dataset, shards
+stream = dataset.ShardStream(shards.open_channel(sys.argv[1]), batch_size=32, seed=0)
 stream.set_epoch(1)
 n = sum(len(t) for _, t in stream)
 print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
@@ -226,7 +235,7 @@ def run_memory(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
     for size in (int(s) for s in args.sizes.split(",")):
         bucket = photos(size)
         out = fresh(WORK / f"memory-{size}")
-        wall, rss = run_processes(prep_commands(bucket, out, 1, workers=2))
+        wall, rss, _ = run_processes(prep_commands(bucket, out, 1, workers=2))
         disk = sum(p.stat().st_size for p in out.rglob("*.tar")) / 1e6
         images, pass_rss = data_pass_rss(out / "train")
         rows.append(
@@ -304,6 +313,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--photos", type=int, default=2000, help="synthetic photos (format, prep, throughput)")
     parser.add_argument("--sizes", default="2000,8000", help="memory: dataset sizes to compare")
     parser.add_argument("--rounds", type=int, default=3, help="repeats (median reported)")
+    parser.add_argument("--processes", default="1,2,4", help="prep: process counts to compare (the first is the baseline)")
+    parser.add_argument(
+        "--prep-output",
+        default=None,
+        help="prep: where the shards go (e.g. /dev/shm: leaves out this VM's disk writeback, which shares the 2 cores)",
+    )
     parser.add_argument("--steps", type=int, default=10, help="throughput: training steps per round")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="throughput: torch threads (1: robust on a shared machine)")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from count_api.settings import endpoint_name_for
+from count_api.settings import ApiSettings, endpoint_name_for
 
 if TYPE_CHECKING:  # only for the type hint: keeps `python -m infra.config` free of jsii start-up
     from constructs import Node
@@ -355,6 +355,18 @@ def config_from_mapping(context: Mapping[str, Any]) -> AppConfig:
     cfg = AppConfig(**values)
     _cross_checks(cfg)
     return cfg
+
+
+def api_settings(config: AppConfig) -> ApiSettings:
+    """The count function's settings from cdk.json (the serving stack and local serving both use this); the invoke
+    timeout and attempts keep the function's defaults: they follow API Gateway's 29 s limit, not a deployment choice."""
+    return ApiSettings(
+        endpoint_name=config.endpoint_name,
+        max_images_per_request=config.max_images_per_request,
+        review_confidence_threshold=config.review_confidence_threshold,
+        verify_match_threshold=config.verify_match_threshold,
+        verify_mismatch_threshold=config.verify_mismatch_threshold,
+    )
 
 
 def load_config(node: Node) -> AppConfig:

@@ -16,9 +16,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 from count_api.gateway import BINARY_MEDIA_TYPES, STAGE_NAME
-from count_api.settings import METRICS_NAMESPACE, SERVICE_NAME, ApiSettings, function_environment
+from count_api.settings import METRICS_NAMESPACE, SERVICE_NAME, function_environment
 
-from infra.config import AppConfig
+from infra.config import AppConfig, api_settings
 from infra.lambda_asset import build_asset
 from infra.logs_key import logs_may_encrypt
 from infra.nag import acknowledge, checkov_skip
@@ -113,28 +113,16 @@ class ServingStack(Stack):
         key.add_to_resource_policy(logs_may_encrypt(self, [self.function_log_group_name, self.access_log_group_name]))
         return key
 
+    def _encrypted_log_group(self, construct_id: str, name: str, retention: logs.RetentionDays, removal: RemovalPolicy) -> logs.LogGroup:
+        """A serving log group under the serving key; `name` must be one of the two the key policy names (_logs_key)."""
+        return logs.LogGroup(
+            self, construct_id, log_group_name=name, encryption_key=self.logs_key, retention=retention, removal_policy=removal
+        )
+
     # --- the function --------------------------------------------------------------------------------
 
-    def _api_settings(self) -> ApiSettings:
-        """The function's settings from cdk.json; the invoke timeout and attempts keep the function's defaults."""
-        config = self.config
-        return ApiSettings(
-            endpoint_name=config.endpoint_name,
-            max_images_per_request=config.max_images_per_request,
-            review_confidence_threshold=config.review_confidence_threshold,
-            verify_match_threshold=config.verify_match_threshold,
-            verify_mismatch_threshold=config.verify_mismatch_threshold,
-        )
-
     def _function(self, removal: RemovalPolicy) -> lambda_.Function:
-        log_group = logs.LogGroup(
-            self,
-            "CountFunctionLogs",
-            log_group_name=self.function_log_group_name,
-            encryption_key=self.logs_key,
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=removal,
-        )
+        log_group = self._encrypted_log_group("CountFunctionLogs", self.function_log_group_name, logs.RetentionDays.ONE_MONTH, removal)
         # Our own role: logs to this one log group instead of the AWS-managed basic execution policy.
         role = iam.Role(self, "CountFunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]))
@@ -155,8 +143,13 @@ class ServingStack(Stack):
             role=role,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            environment=function_environment(self._api_settings()),
+            environment=function_environment(api_settings(self.config)),
         )
+        self._acknowledge_function(role, function)
+        return function
+
+    @staticmethod
+    def _acknowledge_function(role: iam.Role, function: lambda_.Function) -> None:
         acknowledge(
             role,
             "AwsSolutions-IAM5",
@@ -186,71 +179,70 @@ class ServingStack(Stack):
             ),
         ):
             checkov_skip(function, check_id, reason)
-        return function
 
     # --- the API -------------------------------------------------------------------------------------
 
     def _api(self, removal: RemovalPolicy) -> tuple[apigw.RestApi, apigw.IApiKey | None]:
-        config = self.config
-        use_key = config.api_auth == "apiKey"
-        access_logs = logs.LogGroup(
-            self,
-            "ApiAccessLogs",
-            log_group_name=self.access_log_group_name,
-            encryption_key=self.logs_key,
-            retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=removal,
-        )
-        api = apigw.RestApi(
+        use_key = self.config.api_auth == "apiKey"
+        api = self._rest_api(removal)
+        self._gateway_responses(api)
+        self._routes(api, use_key)
+        api_key = self._usage_plan(api, use_key)
+        self._acknowledge_api(api, use_key)
+        return api, api_key
+
+    def _rest_api(self, removal: RemovalPolicy) -> apigw.RestApi:
+        """The regional REST API and its one stage, with JSON access logs in their own encrypted group."""
+        access_logs = self._encrypted_log_group("ApiAccessLogs", self.access_log_group_name, logs.RetentionDays.THREE_MONTHS, removal)
+        return apigw.RestApi(
             self,
             "CountApi",
-            rest_api_name=f"{config.name_prefix}-count-api",
+            rest_api_name=f"{self.config.name_prefix}-count-api",
             description="Counts the items in bin photos (POST /v1/count)",
             binary_media_types=list(BINARY_MEDIA_TYPES),
             endpoint_types=[apigw.EndpointType.REGIONAL],
             cloud_watch_role=True,  # execution logging needs the account's API Gateway logging role
             cloud_watch_role_removal_policy=removal,
-            deploy_options=apigw.StageOptions(
-                stage_name=STAGE_NAME,
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),  # fmt: skip
-                logging_level=apigw.MethodLoggingLevel.ERROR,
-                data_trace_enabled=False,  # would log request bodies (photos) to CloudWatch
-                tracing_enabled=True,
-                metrics_enabled=True,
-                throttling_rate_limit=config.api_throttle_rate_limit,
-                throttling_burst_limit=config.api_throttle_burst_limit,
-            ),
+            deploy_options=self._stage_options(access_logs),
         )
+
+    def _stage_options(self, access_logs: logs.LogGroup) -> apigw.StageOptions:
+        """The stage: access logs without caller or user, error-only execution logs, X-Ray, cdk.json's throttle."""
+        return apigw.StageOptions(
+            stage_name=STAGE_NAME,
+            access_log_destination=apigw.LogGroupLogDestination(access_logs),
+            access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                caller=False,
+                http_method=True,
+                ip=True,
+                protocol=True,
+                request_time=True,
+                resource_path=True,
+                response_length=True,
+                status=True,
+                user=False,
+            ),  # fmt: skip
+            logging_level=apigw.MethodLoggingLevel.ERROR,
+            data_trace_enabled=False,  # would log request bodies (photos) to CloudWatch
+            tracing_enabled=True,
+            metrics_enabled=True,
+            throttling_rate_limit=self.config.api_throttle_rate_limit,
+            throttling_burst_limit=self.config.api_throttle_burst_limit,
+        )
+
+    @staticmethod
+    def _gateway_responses(api: apigw.RestApi) -> None:
+        """API Gateway's own errors (GATEWAY_ERRORS) in the handler's {"error": {...}} shape."""
         for response_type, (status, code, message) in GATEWAY_ERRORS.items():
             # The messages contain no quotes; $context.error.* variables are filled in by API Gateway.
             template = f'{{"error": {{"code": "{code}", "message": "{message}"}}}}'
             name = "Gateway" + response_type.response_type.title().replace("_", "")
             api.add_gateway_response(name, type=response_type, status_code=status, templates={"application/json": template})
 
+    def _routes(self, api: apigw.RestApi, use_key: bool) -> None:
+        """POST v1/count (validated), GET v1/health and, with an API key, the try-it page: all proxied to the function."""
         validator = apigw.RequestValidator(self, "Validator", rest_api=api, validate_request_parameters=True, validate_request_body=True)
-        batch_model = api.add_model(
-            "CountBatch",
-            content_type="application/json",
-            schema=apigw.JsonSchema(
-                schema=apigw.JsonSchemaVersion.DRAFT4,
-                type=apigw.JsonSchemaType.OBJECT,
-                required=["images"],
-                properties={
-                    "images": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1, max_items=config.max_images_per_request)
-                },
-            ),
-        )
+        batch_model = self._batch_model(api)
         integration = apigw.LambdaIntegration(self.function, proxy=True, timeout=Duration.seconds(29))
         auth = {"api_key_required": True} if use_key else {"authorization_type": apigw.AuthorizationType.IAM}
         v1 = api.root.add_resource("v1")
@@ -266,7 +258,24 @@ class ServingStack(Stack):
         if use_key:
             self._page_method(api, integration)
 
-        api_key: apigw.IApiKey | None = None
+    def _batch_model(self, api: apigw.RestApi) -> apigw.Model:
+        """A JSON request's shape: 1 to maxImagesPerRequest images (API Gateway rejects the rest before the function runs)."""
+        return api.add_model(
+            "CountBatch",
+            content_type="application/json",
+            schema=apigw.JsonSchema(
+                schema=apigw.JsonSchemaVersion.DRAFT4,
+                type=apigw.JsonSchemaType.OBJECT,
+                required=["images"],
+                properties={
+                    "images": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1, max_items=self.config.max_images_per_request)
+                },
+            ),
+        )
+
+    def _usage_plan(self, api: apigw.RestApi, use_key: bool) -> apigw.IApiKey | None:
+        """The stage's usage plan (throttle and daily quota) and, with apiAuth=apiKey, the floor software's key in it."""
+        config = self.config
         plan = api.add_usage_plan(
             "UsagePlan",
             name=f"{config.name_prefix}-count-plan",
@@ -274,19 +283,13 @@ class ServingStack(Stack):
             quota=apigw.QuotaSettings(limit=config.api_quota_per_day, period=apigw.Period.DAY),
         )
         plan.add_api_stage(stage=api.deployment_stage)
-        if use_key:
-            api_key = api.add_api_key(
-                "ApiKey", api_key_name=f"{config.name_prefix}-count-key", description="Floor software's key for the count API"
-            )
-            plan.add_api_key(api_key)
-
-        self._acknowledge_api(api, use_key)
-        checkov_skip(
-            api.deployment_stage,
-            "CKV_AWS_120",
-            "no API cache: every request is a POST of different photos (never the same answer twice), and a cache costs from $0.02/hour",
+        if not use_key:
+            return None
+        api_key = api.add_api_key(
+            "ApiKey", api_key_name=f"{config.name_prefix}-count-key", description="Floor software's key for the count API"
         )
-        return api, api_key
+        plan.add_api_key(api_key)
+        return api_key
 
     def _page_method(self, api: apigw.RestApi, integration: apigw.LambdaIntegration) -> None:
         """GET / (the stage URL itself): the try-it page (count_api/page.html), served by the same function
@@ -331,3 +334,8 @@ class ServingStack(Stack):
                 "apiAuth=apiKey: every method requires the API key of the usage plan (x-api-key); that is the auth mode, "
                 "chosen for floor software without AWS credentials. Set apiAuth=iam for SigV4 (IAM) authorization instead",
             )
+        checkov_skip(
+            api.deployment_stage,
+            "CKV_AWS_120",
+            "no API cache: every request is a POST of different photos (never the same answer twice), and a cache costs from $0.02/hour",
+        )

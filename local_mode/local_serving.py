@@ -106,26 +106,20 @@ def start_local_serving(
     model_dir: str | Path,
     port: int = 0,
     api_key: str | None = None,
-    endpoint_name: str | None = None,
+    *,
+    settings: ApiSettings | None = None,
     host: str = "127.0.0.1",
-    max_images: int = DEFAULTS.max_images_per_request,
-    review_threshold: float = DEFAULTS.review_confidence_threshold,
     concurrency: int = DEFAULT_CONCURRENCY,
-    verify_thresholds: tuple[float, float] = (DEFAULTS.verify_match_threshold, DEFAULTS.verify_mismatch_threshold),
 ) -> LocalServing:
     """Start the endpoint server (ephemeral port) and the API server (`port`, 0 = ephemeral) in threads.
 
-    `endpoint_name` defaults to the deployed one (cdk.json). `concurrency` Lambda execution environments
+    `settings` are the function's (the local run passes cdk.json's, infra.config.api_settings); None: the
+    function's defaults with the deployed endpoint name (cdk.json). `concurrency` Lambda execution environments
     (copies of the handler) serve that many requests at once."""
     if not 1 <= concurrency <= 64:
         raise ValueError(f"concurrency must be from 1 to 64, not {concurrency}")
-    settings = ApiSettings(
-        endpoint_name=endpoint_name or deployed_endpoint_name(),
-        max_images_per_request=max_images,
-        review_confidence_threshold=review_threshold,
-        verify_match_threshold=verify_thresholds[0],
-        verify_mismatch_threshold=verify_thresholds[1],
-    )
+    if settings is None:
+        settings = ApiSettings(endpoint_name=deployed_endpoint_name())
     endpoint = start_endpoint_server(model_dir, settings.endpoint_name, host=host)
     try:
         always, if_absent = handler_environment(settings, endpoint)
@@ -196,17 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, KeyError, ValueError) as error:
         print(f"error: cannot read namePrefix (the endpoint's name) from cdk.json: {error!r}", file=sys.stderr)
         return 2
+    settings = ApiSettings(
+        endpoint_name=endpoint_name,
+        max_images_per_request=args.max_images,
+        review_confidence_threshold=args.review_threshold,
+        verify_match_threshold=match,
+        verify_mismatch_threshold=mismatch,
+    )
     try:
         serving = start_local_serving(
-            model_dir,
-            port=args.port,
-            api_key=args.api_key,
-            endpoint_name=endpoint_name,
-            host=args.host,
-            max_images=args.max_images,
-            review_threshold=args.review_threshold,
-            concurrency=args.concurrency,
-            verify_thresholds=tuple(args.verify_thresholds),
+            model_dir, port=args.port, api_key=args.api_key, settings=settings, host=args.host, concurrency=args.concurrency
         )
     except OSError as error:
         if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):

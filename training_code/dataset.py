@@ -7,23 +7,28 @@ the measurement behind this choice).
 
 A folder holding shard manifests (`prep.py --format shards`, shards.py) opens as the same `Split`, its
 `images` a `shards.ShardImages` (random access by position, for evaluation); training streams it with
-`shards.ShardStream` instead of `BatchDataset`.
+`ShardStream` (below) instead of `BatchDataset`.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import dataset_layout
 import numpy as np
 import preprocessing_spec
 import shards
 import torch
 
-IMAGES_FILE = "images.npy"
-LABELS_FILE = "labels.json"
-SHAPE = (preprocessing_spec.IMAGE_SIZE, preprocessing_spec.IMAGE_SIZE, preprocessing_spec.CHANNELS)
+IMAGES_FILE = dataset_layout.SPLIT_IMAGES_FILE
+LABELS_FILE = dataset_layout.SPLIT_LABELS_FILE
+SHAPE = preprocessing_spec.SHAPE
 
 
 class DataError(ValueError):
@@ -100,3 +105,73 @@ class BatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         order = np.asarray(positions, dtype=np.int64)
         return torch.from_numpy(np.ascontiguousarray(self.split.images[order])), torch.from_numpy(self.split.targets[order])
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """This rank's training batches for one epoch (call set_epoch first, as with DistributedSampler).
+
+    Order: shards permuted by (seed, epoch); rank r reads its contiguous block of that order (so it opens
+    only ~1/world of the shards); DataLoader worker w reads a contiguous part of the rank's block holding
+    whole batches; a shuffle buffer of `buffer_size` encoded examples, seeded by (seed, epoch, rank,
+    worker), mixes within and across neighbouring shards. Everything derives from (seed, epoch), so a
+    run resumed at an epoch boundary replays the uninterrupted order. Yields (uint8 [B,224,224,3], int64 [B]).
+    """
+
+    def __init__(
+        self, channel: shards.Channel, batch_size: int, seed: int, rank: int = 0, world: int = 1, buffer_size: int = shards.DEFAULT_BUFFER
+    ) -> None:
+        super().__init__()
+        self.channel, self.batch_size, self.seed, self.rank, self.world = channel, batch_size, seed, rank, world
+        self.buffer_size = max(1, buffer_size)
+        self.epoch = 0
+        index = {c: i for i, c in enumerate(channel.classes)}
+        self.targets = np.array([index[c] for c in channel.counts], dtype=np.int64)
+        self.steps, self.batch = shards.steps_and_batch(math.ceil(len(channel) / world), batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def rank_positions(self) -> np.ndarray:
+        """The positions this rank trains on this epoch (before the shuffle buffer; drop-last applied)."""
+        part = shards.rank_part(shards.epoch_order(self.channel, self.seed, self.epoch), self.rank, self.world)
+        return part[: self.steps * self.batch]
+
+    def worker_positions(self, worker: int, workers: int) -> np.ndarray:
+        steps = self.steps // workers + (1 if worker < self.steps % workers else 0)
+        first = worker * (self.steps // workers) + min(worker, self.steps % workers)
+        return self.rank_positions()[first * self.batch : (first + steps) * self.batch]
+
+    def shuffled(self, positions: np.ndarray, worker: int) -> Iterator[tuple[int, bytes]]:
+        """(position, encoded example) read in order and emitted through a bounded shuffle buffer."""
+        rng = random.Random(f"{self.seed}:{self.epoch}:{self.rank}:{worker}")
+        handles: dict[int, Any] = {}
+        buffer: list[tuple[int, bytes]] = []
+        try:
+            for position in positions:
+                buffer.append((int(position), self.channel.read(int(position), handles)))
+                if len(buffer) >= self.buffer_size:
+                    yield buffer.pop(rng.randrange(len(buffer)))
+            rng.shuffle(buffer)
+            yield from buffer
+        finally:
+            for handle in handles.values():
+                handle.close()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        images = np.empty((self.batch, *SHAPE), dtype=np.uint8)
+        rows: list[int] = []
+        for position, data in self.shuffled(self.worker_positions(worker, workers), worker):
+            images[len(rows)] = shards.decode_example(data)
+            rows.append(position)
+            if len(rows) == self.batch:
+                yield torch.from_numpy(images.copy()), torch.from_numpy(self.targets[rows])
+                rows = []
+
+    def order(self) -> list[int]:
+        """Every position this rank yields this epoch, in yield order, one process (tests, resume checks)."""
+        return [p for p, _ in self.shuffled(self.rank_positions(), 0)]

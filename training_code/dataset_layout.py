@@ -25,6 +25,9 @@ LAYOUT = (
     f"a folder laid out like the bucket s3://aft-vbi-pds/: {IMAGES_DIR}/<id>{IMAGE_SUFFIX} and "
     f"{METADATA_DIR}/<id>{METADATA_SUFFIX} with {COUNT_FIELD}"
 )
+# prep.py's npy split folders (dataset.py reads them): the pixels and their labels
+SPLIT_IMAGES_FILE = "images.npy"
+SPLIT_LABELS_FILE = "labels.json"
 FILE_LIST_FORMAT = '{"<count>": ["data/metadata/<id>.json", ...], ...} (the Udacity file_list.json)'
 
 

@@ -26,7 +26,7 @@ JSON = "application/json"
 NPY = "application/x-npy"
 IMAGE_TYPES = ("image/jpeg", "image/png")
 MAX_BATCH = 64  # 64 x 150 KB = 9.6 MB, above the 6 MB real-time payload limit: never reached through AWS
-SHAPE = (preprocessing_spec.IMAGE_SIZE, preprocessing_spec.IMAGE_SIZE, preprocessing_spec.CHANNELS)
+SHAPE = preprocessing_spec.SHAPE
 # Frozen TorchScript serves 1.1-2x faster than eager on CPU with the same outputs (docs/benchmarks.md,
 # model latency); INVMON_TORCHSCRIPT=0 serves the eager model.
 TORCHSCRIPT_ENV = "INVMON_TORCHSCRIPT"

@@ -29,16 +29,16 @@ import json
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import dataset
 import dataset_layout
 import numpy as np
 import preprocessing_spec
+import shard_upload
 import shards
 from tqdm import tqdm
 
@@ -49,7 +49,11 @@ PROCESSING_SOURCE = "/opt/ml/processing/input/data"
 PROCESSING_OUTPUT = "/opt/ml/processing/output"
 # Give up (instead of writing a silently smaller dataset) when more downloads than this fail.
 MAX_DOWNLOAD_FAILURE_SHARE = 0.05
-CHUNK = 256  # images decoded per batch of parallel work: bounds memory to CHUNK * 150 KB
+# The dataset's ids are decimal numbers: these split a folder's listing into 10 key ranges listed at once.
+LISTING_BOUNDS = tuple("123456789")
+LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 page
+CHUNK = 256  # rows copied at a time when writing a split's array
+IN_FLIGHT_PER_WORKER = 4  # parallel(): results allowed ahead of the consumer, per worker
 RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"  # where SageMaker tells a job's instance who it is
 FORMATS = ("arrays", "shards")  # arrays: images.npy + labels.json (the default); shards: shards.py
 
@@ -76,13 +80,28 @@ class LocalSource:
             raise PrepError(f"--source {root} has neither metadata/ nor bin-images/: point it at a folder laid out like s3://aft-vbi-pds/")
 
     def list_ids(self) -> list[str]:
-        images = {p.stem for p in (self.root / dataset_layout.IMAGES_DIR).glob(f"*{dataset_layout.IMAGE_SUFFIX}")}
-        metadata = {p.stem for p in (self.root / dataset_layout.METADATA_DIR).glob(f"*{dataset_layout.METADATA_SUFFIX}")}
-        return sorted(images | metadata)
+        ids: set[str] = set()
+        for folder, suffix in (
+            (dataset_layout.IMAGES_DIR, dataset_layout.IMAGE_SUFFIX),
+            (dataset_layout.METADATA_DIR, dataset_layout.METADATA_SUFFIX),
+        ):
+            ids.update(_stems(self.root / folder, suffix))
+        return sorted(ids)
 
     def read(self, key: str) -> bytes | None:
         path = self.root / key
         return path.read_bytes() if path.is_file() else None
+
+
+def _stems(folder: Path, suffix: str) -> Iterator[str]:
+    """File names ending in `suffix`, without it, streamed from the directory (Path.glob holds a Path and a
+    DirEntry per file: ~14 MB for 20k files, which would make a prep process's memory grow with its source)."""
+    if not folder.is_dir():
+        return
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(suffix) and entry.is_file():
+                yield entry.name[: -len(suffix)]
 
 
 class S3Source:
@@ -99,19 +118,32 @@ class S3Source:
         self.bucket, self.prefix = bucket, prefix.strip("/") + "/" if prefix.strip("/") else ""
         session = boto3.Session()
         # Standard retry mode backs off on throttling, 5xx and connection errors.
-        config = Config(retries={"max_attempts": retries, "mode": "standard"}, max_pool_connections=max(10, workers))
+        pool = max(2 * (len(LISTING_BOUNDS) + 1), workers)  # the parallel listing's ranges, or the downloads
+        config = Config(retries={"max_attempts": retries, "mode": "standard"}, max_pool_connections=pool)
         if session.get_credentials() is None:
             config = config.merge(Config(signature_version=UNSIGNED))
         self.client = session.client("s3", config=config)
 
     def list_ids(self) -> list[str]:
-        ids: set[str] = set()
-        paginator = self.client.get_paginator("list_objects_v2")
+        """Every id with a photo or metadata. The two folders are listed in key ranges at once (LISTING_BOUNDS):
+        a whole-bucket listing is ~1,100 pages of 1,000 keys, one after another per range."""
         folders = ((dataset_layout.METADATA_DIR, dataset_layout.METADATA_SUFFIX), (dataset_layout.IMAGES_DIR, dataset_layout.IMAGE_SUFFIX))
-        for folder, suffix in folders:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{folder}/"):
-                ids.update(o["Key"].rsplit("/", 1)[-1].removesuffix(suffix) for o in page.get("Contents", []) if o["Key"].endswith(suffix))
-        return sorted(ids)
+        ranges = [(f"{self.prefix}{folder}/", suffix, low, high) for folder, suffix in folders for low, high in key_ranges(LISTING_BOUNDS)]
+        with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+            return sorted({i for part in pool.map(lambda r: self.list_range(*r), ranges) for i in part})
+
+    def list_range(self, folder: str, suffix: str, low: str | None, high: str | None) -> list[str]:
+        """Ids of keys `folder + low` < key < `folder + high` (open ends when None), paging; stops at `high`."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        start = {"StartAfter": folder + low} if low else {}
+        ids = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, PaginationConfig={"PageSize": LIST_PAGE_SIZE}, **start):
+            for key in (o["Key"] for o in page.get("Contents", [])):
+                if high is not None and key >= folder + high:
+                    return ids
+                if key.endswith(suffix):
+                    ids.append(key.rsplit("/", 1)[-1].removesuffix(suffix))
+        return ids
 
     def read(self, key: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -124,6 +156,13 @@ class S3Source:
             raise Skip("download_failed", str(error)) from None
         except BotoCoreError as error:
             raise Skip("download_failed", str(error)) from None
+
+
+def key_ranges(bounds: tuple[str, ...]) -> list[tuple[str | None, str | None]]:
+    """Consecutive (low, high) ranges covering every key once: (None, b1), (b1, b2), ..., (bn, None).
+    Only a key equal to a bound itself (`metadata/5`, no suffix, not an id's file) falls in none."""
+    edges: list[str | None] = [None, *bounds, None]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def open_source(source: str, workers: int, retries: int) -> LocalSource | S3Source:
@@ -180,13 +219,21 @@ def _attempt(work: Callable[[str], Any], image_id: str) -> tuple[str, Any, Skip 
 
 
 def parallel(work: Callable[[str], Any], ids: list[str], workers: int, desc: str) -> Iterator[tuple[str, Any, Skip | None]]:
-    """(id, result, skip) in the order of `ids`, CHUNK ids in flight at a time."""
+    """(id, result, skip) in the order of `ids`. A sliding window of IN_FLIGHT_PER_WORKER x workers ids: the
+    workers never run further ahead of the consumer than that, so memory holds at most that many results
+    (~150 KB each), however many ids there are."""
     interactive = sys.stderr.isatty()
+    window = IN_FLIGHT_PER_WORKER * workers
+    pending: deque[Future[tuple[str, Any, Skip | None]]] = deque()
     with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(ids), desc=desc, mininterval=0.5 if interactive else 15) as bar:
-        for start in range(0, len(ids), CHUNK):
-            for item in pool.map(lambda i: _attempt(work, i), ids[start : start + CHUNK]):
+        for image_id in ids:
+            pending.append(pool.submit(_attempt, work, image_id))
+            if len(pending) >= window:
                 bar.update()
-                yield item
+                yield pending.popleft().result()
+        while pending:
+            bar.update()
+            yield pending.popleft().result()
 
 
 def split_of(image_ids: Iterable[str], fractions: tuple[tuple[str, float], ...] = SPLITS) -> dict[str, str]:
@@ -204,13 +251,15 @@ def split_of(image_ids: Iterable[str], fractions: tuple[tuple[str, float], ...] 
 
 def write_channel(folder: Path, rows: np.ndarray, images: np.ndarray, ids: list[str], counts: list[int], classes: tuple[int, ...]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    out = np.lib.format.open_memmap(folder / dataset.IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(len(rows), *dataset.SHAPE))
+    out = np.lib.format.open_memmap(
+        folder / dataset_layout.SPLIT_IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(len(rows), *preprocessing_spec.SHAPE)
+    )
     for start in range(0, len(rows), CHUNK):
         out[start : start + CHUNK] = images[rows[start : start + CHUNK]]
     out.flush()
     del out
     labels = {"ids": ids, "counts": counts, "classes": list(classes), "spec_version": preprocessing_spec.SPEC_VERSION}
-    (folder / dataset.LABELS_FILE).write_text(json.dumps(labels))
+    (folder / dataset_layout.SPLIT_LABELS_FILE).write_text(json.dumps(labels))
 
 
 def prepare(
@@ -243,13 +292,13 @@ def prepare(
     # Valid images go to one temporary array in id order; the split copies rows from it, so no split
     # needs to be known before decoding and memory stays bounded.
     staging = out / ".staging.npy"
-    images = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=(max(1, len(candidates)), *dataset.SHAPE))
+    images = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=(max(1, len(candidates)), *preprocessing_spec.SHAPE))
     valid: list[str] = []
     for image_id, raw, why in parallel(lambda i: read_image(source, i), candidates, workers, "images"):
         if why:
             skip(image_id, why)
         else:
-            images[len(valid)] = np.frombuffer(raw, dtype=np.uint8).reshape(dataset.SHAPE)
+            images[len(valid)] = np.frombuffer(raw, dtype=np.uint8).reshape(preprocessing_spec.SHAPE)
             valid.append(image_id)
     failed = len(skipped.get("download_failed", []))
     if failed > MAX_DOWNLOAD_FAILURE_SHARE * len(ids):
@@ -324,10 +373,12 @@ def write_shards(
     shard: tuple[int, int],
     workers: int,
     shard_size: int,
+    on_closed: Callable[[Path], None] | None = None,
 ) -> tuple[dict[str, shards.ShardWriter], dict[str, dict[str, Any]], dict[str, list[str]]]:
-    """Stream this process's ids into per-split shard writers: (writers, per-split counts, skipped ids by reason)."""
+    """Stream this process's ids into per-split shard writers: (writers, per-split counts, skipped ids by reason).
+    `on_closed` gets each finished shard file."""
     index, total = shard
-    writers = {name: shards.ShardWriter(out / name, index, total, shard_size) for name, _ in SPLITS}
+    writers = {name: shards.ShardWriter(out / name, index, total, shard_size, on_closed) for name, _ in SPLITS}
     tallies: dict[str, dict[str, Any]] = {name: {"read": 0, "written": 0, "skipped": 0, "skipped_by_reason": {}} for name, _ in SPLITS}
     skipped: dict[str, list[str]] = {}
     for image_id, result, why in parallel(lambda i: read_example(source, i, classes), ids, workers, f"shard {index}/{total}"):
@@ -353,8 +404,43 @@ def prepare_shards(
     retries: int = 5,
     shard: tuple[int, int] = (0, 1),
     shard_size: int = shards.DEFAULT_SHARD_SIZE,
+    upload_to: str | None = None,
 ) -> dict[str, Any]:
-    """`--format shards`: this process's share of the ids as tar shards + a manifest per split."""
+    """`--format shards`: this process's share of the ids as tar shards + a manifest per split.
+
+    With `upload_to` (s3://bucket/prefix/), each finished shard is uploaded there and deleted while prep
+    goes on (shard_upload.py: the disk holds about one shard per split), then the manifests and the summary.
+    """
+    if upload_to is None:
+        return _prepare_shards(source_uri, output, classes, file_list, workers, retries, shard, shard_size, None)
+    uploader = shard_upload.ShardUploader(upload_to, Path(output), retries)
+    try:
+        summary = _prepare_shards(source_uri, output, classes, file_list, workers, retries, shard, shard_size, uploader)
+        for path in [*(Path(output) / name / shards.manifest_name(*shard) for name, _ in SPLITS), _summary_path(output, shard)]:
+            uploader.submit(path, delete=False)  # after the shards (one FIFO thread): a listed shard is always there
+        uploader.drain()
+    except shard_upload.UploadError as error:
+        raise PrepError(str(error)) from None
+    finally:
+        uploader.close()
+    return summary
+
+
+def _summary_path(output: str, shard: tuple[int, int]) -> Path:
+    return Path(output) / f"summary-{shard[0]}-of-{shard[1]}.json"
+
+
+def _prepare_shards(
+    source_uri: str,
+    output: str,
+    classes: tuple[int, ...],
+    file_list: str | None,
+    workers: int,
+    retries: int,
+    shard: tuple[int, int],
+    shard_size: int,
+    uploader: shard_upload.ShardUploader | None,
+) -> dict[str, Any]:
     started = time.monotonic()
     index, total = shard
     source = open_source(source_uri, workers, retries)
@@ -364,7 +450,8 @@ def prepare_shards(
     ids = [i for i in every_id if shards.owner_of(i, total) == index]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    writers, tallies, skipped = write_shards(source, ids, out, classes, shard, workers, shard_size)
+    on_closed = (lambda path: uploader.submit(path, delete=True)) if uploader else None
+    writers, tallies, skipped = write_shards(source, ids, out, classes, shard, workers, shard_size, on_closed)
     failed = len(skipped.get("download_failed", []))
     if failed > MAX_DOWNLOAD_FAILURE_SHARE * max(1, len(ids)):
         raise PrepError(
@@ -373,12 +460,11 @@ def prepare_shards(
     splits_summary = {}
     for name, writer in writers.items():
         manifest = writer.finish(list(classes), tallies[name])
-        per_class = Counter(c for s in manifest["shards"] for c in s["counts"])
         splits_summary[name] = {
             **tallies[name],
             "total": manifest["examples"],
-            "shards": len(manifest["shards"]),
-            "per_class": {str(c): per_class.get(c, 0) for c in classes},
+            "shards": writer.shard_files,
+            "per_class": {str(c): writer.per_class.get(c, 0) for c in classes},
         }
     summary = {
         "source": source_uri,
@@ -394,10 +480,12 @@ def prepare_shards(
         "skipped_by_reason": {reason: len(v) for reason, v in sorted(skipped.items())},
         "skipped_ids": {reason: sorted(v) for reason, v in sorted(skipped.items())},
         "splits": splits_summary,
+        "uploaded_to": uploader and f"s3://{uploader.bucket}/{uploader.prefix}",
+        "shard_files_uploaded": len(uploader.drain()) if uploader else 0,
         "duration_seconds": round(time.monotonic() - started, 1),
     }
     assert summary["read"] == summary["written"] + summary["skipped"], "counts must reconcile"
-    (out / f"summary-{index}-of-{total}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _summary_path(output, shard).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -458,6 +546,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="with --format shards: i/N, this process's share of the ids (default: the Processing host's index, else 0/1)",
     )
     parser.add_argument("--shard-size", type=int, default=shards.DEFAULT_SHARD_SIZE, help="examples per shard file (--format shards)")
+    parser.add_argument(
+        "--upload-to",
+        default=None,
+        help="with --format shards: s3://bucket/prefix/ to upload each finished shard to (then deleted here, so the disk "
+        "holds about one shard per split), followed by the manifests and the summary",
+    )
     return parser
 
 
@@ -466,14 +560,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1 or args.retries < 1 or args.shard_size < 1:
         print("error: --workers, --retries and --shard-size must be at least 1", file=sys.stderr)
         return 2
-    if args.format == "arrays" and args.shard is not None:
-        print("error: --shard needs --format shards", file=sys.stderr)
+    if args.format == "arrays" and (args.shard is not None or args.upload_to is not None):
+        print("error: --shard and --upload-to need --format shards", file=sys.stderr)
         return 2
+    if args.upload_to is not None:
+        try:
+            shard_upload.parse_s3_prefix(args.upload_to)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
         if args.format == "shards":
             shard = args.shard or processing_host_shard() or (0, 1)
             summary = prepare_shards(
-                args.source, args.output, args.classes, args.file_list, args.workers, args.retries, shard, args.shard_size
+                args.source, args.output, args.classes, args.file_list, args.workers, args.retries, shard, args.shard_size, args.upload_to
             )
         else:
             summary = prepare(args.source, args.output, args.classes, args.file_list, args.workers, args.retries)

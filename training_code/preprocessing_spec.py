@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 SPEC_VERSION = "1"
 IMAGE_SIZE = 224
 CHANNELS = 3
+SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)  # one preprocessed photo: uint8 height x width x RGB
 # Normalisation constants applied inside the model (ImageNet statistics).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

@@ -14,8 +14,8 @@ Readers:
 - `open_channel(folder)` -> `Channel` (all manifests, checked complete: processes 0..N-1).
 - `ShardImages(channel)`: random access `images[positions]` -> uint8 [n, 224, 224, 3], the interface of
   dataset.Split.images, so evaluation (engine.py) reads shards without shuffling, every example once.
-- `ShardStream(channel, ...)`: the training IterableDataset (shuffle across shards by seed + epoch and
-  within a bounded buffer; disjoint per-rank parts; DataLoader workers split a rank's part).
+- `epoch_order` / `rank_part` / `steps_and_batch`: the training order, which `dataset.ShardStream` (the
+  training IterableDataset) streams. This module does not import torch: prep.py writes shards without it.
 """
 
 from __future__ import annotations
@@ -24,22 +24,21 @@ import hashlib
 import io
 import json
 import math
-import random
 import tarfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import preprocessing_spec
-import torch
 
 FORMAT = "invmon-shards"
 FORMAT_VERSION = 1
 ENCODING = "npy"  # member suffix; chosen by bench/shards.py (see the module docstring)
 MANIFEST_GLOB = "manifest-*-of-*.json"
-SHAPE = (preprocessing_spec.IMAGE_SIZE, preprocessing_spec.IMAGE_SIZE, preprocessing_spec.CHANNELS)
+SHAPE = preprocessing_spec.SHAPE
 IMAGE_BYTES = int(np.prod(SHAPE))
 DEFAULT_SHARD_SIZE = 1000  # examples per shard: ~150 MB, a sensible S3 object to stream (FastFile)
 DEFAULT_BUFFER = 512  # shuffle buffer (encoded examples): bounds a reader's memory to ~75 MB
@@ -89,24 +88,38 @@ def decode_example(data: bytes) -> np.ndarray:
 @dataclass
 class ShardWriter:
     """Writes one split of one prep process: appends examples to the current tar, rolls over at
-    `shard_size` examples. Memory holds one example; disk grows with what this process writes."""
+    `shard_size` examples. Memory holds one shard's index entries: a finished shard's entries go to a
+    spill file that `finish` streams into the manifest. Disk grows with what this process writes, unless
+    `on_closed` takes each finished shard file away (prep.py --upload-to uploads, then deletes it)."""
 
     folder: Path
     process: int
     total: int
     shard_size: int = DEFAULT_SHARD_SIZE
-    shards: list[dict[str, Any]] = field(default_factory=list)
+    on_closed: Callable[[Path], None] | None = None
+    shard_files: int = 0
+    examples: int = 0
+    per_class: Counter[int] = field(default_factory=Counter)
+    _current: dict[str, Any] | None = None
     _tar: tarfile.TarFile | None = None
+
+    @property
+    def spill_path(self) -> Path:  # not a manifest name: readers never see it
+        return self.folder / f".index-{self.process}-of-{self.total}.jsonl"
 
     def _open_next(self) -> None:
         self.close_shard()
-        name = f"shard-{self.process:04d}-of-{self.total:04d}-{len(self.shards):05d}.tar"
+        name = f"shard-{self.process:04d}-of-{self.total:04d}-{self.shard_files:05d}.tar"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._tar = tarfile.open(self.folder / name, "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 (open across appends)
-        self.shards.append({"file": name, "count": 0, "ids": [], "counts": [], "offsets": [], "sizes": []})
+        if self.shard_files == 0:
+            self.spill_path.write_text("")
+        # copybufsize: one write per member (tarfile's 16 KiB default makes ~10 write calls for a 150 KB record)
+        self._tar = tarfile.open(self.folder / name, "w", format=tarfile.PAX_FORMAT, copybufsize=1 << 20)  # noqa: SIM115 (open across appends)
+        self._current = {"file": name, "count": 0, "ids": [], "counts": [], "offsets": [], "sizes": []}
+        self.shard_files += 1
 
     def append(self, image_id: str, count: int, raw: bytes) -> None:
-        if self._tar is None or self.shards[-1]["count"] >= self.shard_size:
+        if self._tar is None or self._current["count"] >= self.shard_size:
             self._open_next()
         data = encode_example(raw)
         info = tarfile.TarInfo(f"{image_id}.{ENCODING}")
@@ -114,7 +127,7 @@ class ShardWriter:
         header = info.tobuf(self._tar.format, self._tar.encoding, self._tar.errors)
         offset = self._tar.offset + len(header)
         self._tar.addfile(info, io.BytesIO(data))
-        shard = self.shards[-1]
+        shard = self._current
         shard["count"] += 1
         shard["ids"].append(image_id)
         shard["counts"].append(count)
@@ -122,14 +135,23 @@ class ShardWriter:
         shard["sizes"].append(len(data))
 
     def close_shard(self) -> None:
-        if self._tar is not None:
-            self._tar.close()
-            self._tar = None
+        if self._tar is None:
+            return
+        self._tar.close()
+        self._tar = None
+        shard, self._current = self._current, None
+        with self.spill_path.open("a") as spill:
+            spill.write(json.dumps(shard) + "\n")
+        self.examples += shard["count"]
+        self.per_class.update(shard["counts"])
+        if self.on_closed is not None:
+            self.on_closed(self.folder / shard["file"])
 
     def finish(self, classes: list[int], counts: dict[str, int], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Close the last shard and write this process's manifest (counts: read / written / skipped)."""
+        """Close the last shard and write this process's manifest (counts: read / written / skipped), streaming
+        the shards' entries from the spill file. Returns the manifest without its shard list."""
         self.close_shard()
-        manifest = {
+        header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "encoding": ENCODING,
@@ -137,17 +159,23 @@ class ShardWriter:
             "classes": list(classes),
             "process": self.process,
             "processes": self.total,
-            "examples": sum(s["count"] for s in self.shards),
+            "examples": self.examples,
             **counts,
             **(extra or {}),
-            "shards": self.shards,
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / manifest_name(self.process, self.total)
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(manifest))
+        with temporary.open("w") as out:
+            out.write(json.dumps(header)[:-1] + ', "shards": [')
+            if self.shard_files:
+                with self.spill_path.open() as spill:
+                    for number, line in enumerate(spill):
+                        out.write((", " if number else "") + line.rstrip("\n"))
+            out.write("]}")
         temporary.replace(path)  # a manifest exists only once its shards are complete
-        return manifest
+        self.spill_path.unlink(missing_ok=True)
+        return header
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -293,73 +321,3 @@ def steps_and_batch(per_rank: int, batch_size: int) -> tuple[int, int]:
     if per_rank > batch_size:
         return per_rank // batch_size, batch_size
     return 1, per_rank
-
-
-class ShardStream(torch.utils.data.IterableDataset):
-    """This rank's training batches for one epoch (call set_epoch first, as with DistributedSampler).
-
-    Order: shards permuted by (seed, epoch); rank r reads its contiguous block of that order (so it opens
-    only ~1/world of the shards); DataLoader worker w reads a contiguous part of the rank's block holding
-    whole batches; a shuffle buffer of `buffer_size` encoded examples, seeded by (seed, epoch, rank,
-    worker), mixes within and across neighbouring shards. Everything derives from (seed, epoch), so a
-    run resumed at an epoch boundary replays the uninterrupted order. Yields (uint8 [B,224,224,3], int64 [B]).
-    """
-
-    def __init__(
-        self, channel: Channel, batch_size: int, seed: int, rank: int = 0, world: int = 1, buffer_size: int = DEFAULT_BUFFER
-    ) -> None:
-        super().__init__()
-        self.channel, self.batch_size, self.seed, self.rank, self.world = channel, batch_size, seed, rank, world
-        self.buffer_size = max(1, buffer_size)
-        self.epoch = 0
-        index = {c: i for i, c in enumerate(channel.classes)}
-        self.targets = np.array([index[c] for c in channel.counts], dtype=np.int64)
-        self.steps, self.batch = steps_and_batch(math.ceil(len(channel) / world), batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def rank_positions(self) -> np.ndarray:
-        """The positions this rank trains on this epoch (before the shuffle buffer; drop-last applied)."""
-        part = rank_part(epoch_order(self.channel, self.seed, self.epoch), self.rank, self.world)
-        return part[: self.steps * self.batch]
-
-    def worker_positions(self, worker: int, workers: int) -> np.ndarray:
-        steps = self.steps // workers + (1 if worker < self.steps % workers else 0)
-        first = worker * (self.steps // workers) + min(worker, self.steps % workers)
-        return self.rank_positions()[first * self.batch : (first + steps) * self.batch]
-
-    def shuffled(self, positions: np.ndarray, worker: int) -> Iterator[tuple[int, bytes]]:
-        """(position, encoded example) read in order and emitted through a bounded shuffle buffer."""
-        rng = random.Random(f"{self.seed}:{self.epoch}:{self.rank}:{worker}")
-        handles: dict[int, Any] = {}
-        buffer: list[tuple[int, bytes]] = []
-        try:
-            for position in positions:
-                buffer.append((int(position), self.channel.read(int(position), handles)))
-                if len(buffer) >= self.buffer_size:
-                    yield buffer.pop(rng.randrange(len(buffer)))
-            rng.shuffle(buffer)
-            yield from buffer
-        finally:
-            for handle in handles.values():
-                handle.close()
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        images = np.empty((self.batch, *SHAPE), dtype=np.uint8)
-        rows: list[int] = []
-        for position, data in self.shuffled(self.worker_positions(worker, workers), worker):
-            images[len(rows)] = decode_example(data)
-            rows.append(position)
-            if len(rows) == self.batch:
-                yield torch.from_numpy(images.copy()), torch.from_numpy(self.targets[rows])
-                rows = []
-
-    def order(self) -> list[int]:
-        """Every position this rank yields this epoch, in yield order, one process (tests, resume checks)."""
-        return [p for p, _ in self.shuffled(self.rank_positions(), 0)]

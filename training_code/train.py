@@ -295,7 +295,7 @@ def make_loader(split: dataset.Split, args: argparse.Namespace, rank: int, world
 
 def make_shard_loader(channel: shards.Channel, args: argparse.Namespace, rank: int, world: int) -> tuple[torch.utils.data.DataLoader, Any]:
     """The streaming reader: it batches itself and has set_epoch, so it is also the loop's `sampler`."""
-    stream = shards.ShardStream(channel, args.batch_size, args.seed, rank, world)
+    stream = dataset.ShardStream(channel, args.batch_size, args.seed, rank, world)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers, pin_memory=torch.cuda.is_available())
     return loader, stream
 

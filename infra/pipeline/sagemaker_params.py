@@ -122,10 +122,12 @@ def processing_job(
 
 def prepare_arguments(s: DefinitionSettings, *, subset: bool, shards: bool) -> str:
     """prep.py's arguments as a States.Array: the Udacity file list (subset) or none (prep lists the whole source,
-    paging), and `--format shards` (each Processing instance finds its share from its own resource config)."""
+    paging), and `--format shards` (each Processing instance finds its share from its own resource config) with
+    `--upload-to` the run's prepare/ prefix: prep uploads each finished shard and deletes it, so an instance's
+    volume holds about a shard per split (the EndOfJob output then adds only the manifests and summaries)."""
     classes = ",".join(str(c) for c in s.config.classes)
     file_list = f", '--file-list', '{FILE_LIST_PATH}'" if subset else ""
-    shard_format = ", '--format', 'shards'" if shards else ""
+    shard_format = ", '--format', 'shards', '--upload-to', $.paths.prepared" if shards else ""
     return f"States.Array('--source', $.settings.dataSource{file_list}, '--classes', '{classes}', '--output', '{PROCESSING_OUTPUT}'{shard_format})"
 
 

@@ -1,7 +1,8 @@
 """How the definition's states are made: Tasks with retries and a failure path, failure messages, JSON reads.
 
 Every Task catches every error into "<step> failed" -> Notify failure -> Run failed, naming the step (a failed
-SageMaker job is described first, so the message leads with the job, its FailureReason and a console link).
+SageMaker job is described first, so the message leads with the job, its FailureReason and a console link: see
+`describe_failed_job`, which the Verify bins state machine uses too).
 The chain builders (chain_*.py) make their states through `StateBuilder` and hand the next chain its entry
 through a `Segment`.
 """
@@ -36,16 +37,86 @@ class JobKind:
     status_field: str
     console: str  # the SageMaker console's path segment
 
+    def console_link(self) -> str:
+        """The job's console page as a States.Format template: its one {} is the job's name."""
+        return f"https://{Aws.REGION}.console.aws.amazon.com/sagemaker/home?region={Aws.REGION}#/{self.console}/{{}}"
 
-_PROCESSING = JobKind("processing job", "describeProcessingJob", "ProcessingJobName", "ProcessingJobStatus", "processing-jobs")
+
+PROCESSING = JobKind("processing job", "describeProcessingJob", "ProcessingJobName", "ProcessingJobStatus", "processing-jobs")
+# By the key of the job's name under $.names (the training pipeline's; Verify bins' transform).
 JOBS = {
-    "prepare": _PROCESSING,
-    "evaluation": _PROCESSING,
+    "prepare": PROCESSING,
+    "evaluation": PROCESSING,
     "tuning": JobKind(
         "tuning job", "describeHyperParameterTuningJob", "HyperParameterTuningJobName", "HyperParameterTuningJobStatus", "hyper-tuning-jobs"
     ),
     "training": JobKind("training job", "describeTrainingJob", "TrainingJobName", "TrainingJobStatus", "jobs"),
+    "transform": JobKind("transform job", "describeTransformJob", "TransformJobName", "TransformJobStatus", "transform-jobs"),
 }
+
+
+@dataclass(frozen=True)
+class Format:
+    """A States.Format template and the paths of its {} arguments, in order."""
+
+    template: str
+    args: tuple[str, ...] = ()
+
+    def __add__(self, other: Format) -> Format:
+        return Format(self.template + other.template, self.args + other.args)
+
+    def expression(self) -> str:
+        return f"States.Format('{self.template}', {', '.join(self.args)})"
+
+
+# Makes a Task (retried like the machine's other calls, no Catch): (state name, integration, Parameters, ResultPath).
+TaskMaker = Callable[[str, str, dict[str, Any], str], sfn.CustomState]
+# Makes the Pass that writes the machine's $.failure and goes to its Notify failure:
+# (state name, what the description says about the job, whether that includes the job's FailureReason).
+JobFailurePass = Callable[[str, Format, bool], sfn.Pass]
+
+
+def describe_failed_job(
+    scope: Construct,
+    task: sfn.CustomState,
+    step: str,
+    job: JobKind,
+    name_path: str,
+    *,
+    make_task: TaskMaker,
+    job_failed: JobFailurePass,
+    fallback: sfn.IChainable,
+) -> None:
+    """`task`'s every error -> "Describe failed <step> job" -> "<step> job failed" (with the job's FailureReason) or
+    "<step> job failed without reason"; a describe that fails itself goes to `fallback` (the plain failure message).
+
+    Both state machines (the training pipeline, Verify bins) build their SageMaker job failures here.
+    """
+    # The .sync Cause is the whole Describe* answer (kB, FailureReason deep inside): lead with what a
+    # person needs (step, job, reason, console link); the full description is one click away.
+    describe = make_task(
+        f"Describe failed {step} job", f"aws-sdk:sagemaker:{job.describe}", {f"{job.name_field}.$": name_path}, "$.failedJob"
+    )
+    describe.add_catch(fallback, errors=["States.ALL"], result_path="$.describeError")
+    task.add_catch(describe, errors=["States.ALL"], result_path="$.error")
+    has_reason = sfn.Choice(scope, f"{step} job has a FailureReason?")
+    status = f"$.failedJob.{job.status_field}"
+    with_reason = job_failed(
+        f"{step} job failed",
+        Format(
+            f"{job.label} {{}} ended {{}}. FailureReason: {{}} Console: {job.console_link()}",
+            (name_path, status, "$.failedJob.FailureReason", name_path),
+        ),
+        True,
+    )
+    without_reason = job_failed(
+        f"{step} job failed without reason",
+        Format(f"{job.label} {{}} is {{}}. Console: {job.console_link()}", (name_path, status, name_path)),
+        False,
+    )
+    describe.next(has_reason)
+    has_reason.when(C.and_(C.is_present("$.failedJob.FailureReason"), C.is_string("$.failedJob.FailureReason")), with_reason)
+    has_reason.otherwise(without_reason)
 
 
 @dataclass(frozen=True)
@@ -170,36 +241,26 @@ class StateBuilder:
         if job_kind is None:
             task.add_catch(failed, errors=["States.ALL"], result_path="$.error")
             return
-        self._describe_failed_job(task, step, JOBS[job_kind], job_kind, failed)
+        describe_failed_job(
+            self.scope,
+            task,
+            step,
+            JOBS[job_kind],
+            f"$.names.{job_kind}",
+            make_task=self._describe_task,
+            job_failed=self._job_failed_pass(step),
+            fallback=failed,
+        )
 
-    def _describe_failed_job(self, task: sfn.CustomState, step: str, job: JobKind, job_kind: str, failed: sfn.Pass) -> None:
-        # The .sync Cause is the whole Describe* answer (kB, FailureReason deep inside): lead with what a
-        # person needs (step, job, reason, console link); the full description is one click away.
-        describe = self.task(
-            f"Describe failed {step} job",
-            f"aws-sdk:sagemaker:{job.describe}",
-            {f"{job.name_field}.$": f"$.names.{job_kind}"},
-            result_path="$.failedJob",
-            catch=False,
-        )
-        describe.add_catch(failed, errors=["States.ALL"], result_path="$.describeError")
-        task.add_catch(describe, errors=["States.ALL"], result_path="$.error")
-        has_reason = self.choice(f"{step} job has a FailureReason?")
-        console = f"https://{Aws.REGION}.console.aws.amazon.com/sagemaker/home?region={Aws.REGION}#/{job.console}/{{}}"
-        with_reason = self.failure_pass(
-            f"{step} job failed",
-            f"States.Format('Step {step} failed: {job.label} {{}} ended {{}}. FailureReason: {{}} Console: {console} (error {{}})', "
-            f"$.names.{job_kind}, $.failedJob.{job.status_field}, $.failedJob.FailureReason, $.names.{job_kind}, $.error.Error)",
-            error_path="$.error.Error",
-            step=step,
-        )
-        without_reason = self.failure_pass(
-            f"{step} job failed without reason",
-            f"States.Format('Step {step} failed: {job.label} {{}} is {{}}. Console: {console} Error {{}}: {{}}', "
-            f"$.names.{job_kind}, $.failedJob.{job.status_field}, $.names.{job_kind}, $.error.Error, $.error.Cause)",
-            error_path="$.error.Error",
-            step=step,
-        )
-        describe.next(has_reason)
-        has_reason.when(C.and_(C.is_present("$.failedJob.FailureReason"), C.is_string("$.failedJob.FailureReason")), with_reason)
-        has_reason.otherwise(without_reason)
+    def _describe_task(self, step: str, resource: str, parameters: dict[str, Any], result_path: str) -> sfn.CustomState:
+        return self.task(step, resource, parameters, result_path=result_path, catch=False)
+
+    def _job_failed_pass(self, step: str) -> JobFailurePass:
+        """The message leads with the step; the error (and, without a FailureReason, the raw Cause) follows."""
+
+        def job_failed(name: str, summary: Format, has_reason: bool) -> sfn.Pass:
+            tail = Format(" (error {})", ("$.error.Error",)) if has_reason else Format(" Error {}: {}", ("$.error.Error", "$.error.Cause"))
+            message = Format(f"Step {step} failed: ") + summary + tail
+            return self.failure_pass(name, message.expression(), error_path="$.error.Error", step=step)
+
+        return job_failed

@@ -3,7 +3,10 @@
     Check input -> Defaults -> Merge defaults -> Make verify id -> Read serving record -> Serving record names a model?
     -> Prepare batches (Processing: verify_prepare.py) -> Transform (Batch Transform .sync on the serving model)
     -> Write report (Processing: verify_report.py) -> Read summary -> Notify summary -> Verified
-Any failure -> "<step>: failed" -> Notify failure -> Verify failed.
+Any failure (a failed Notify summary included: the run did not tell anyone) -> "<step>: failed" -> Notify failure
+-> Verify failed, also when Notify failure itself fails (as the training pipeline). A failed SageMaker job is described first
+(infra/pipeline/states.py's describe_failed_job, as in the training pipeline), so the message leads with the job,
+its FailureReason and a console link; a describe that fails itself falls back to "<step>: failed".
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.pipeline.layout import SERVING_RECORD_KEY
-from infra.pipeline.states import TRANSIENT_ERRORS
+from infra.pipeline.states import JOBS, PROCESSING, TRANSIENT_ERRORS, Format, JobFailurePass, JobKind, describe_failed_job
 from infra.verification import jobs
 from infra.verification.props import VerifyBinsProps
 
 C = sfn.Condition
 INPUT_FIELDS = ("photos", "records", "instanceType", "instanceCount")
 MAX_INSTANCE_COUNT = 20
+# The SageMaker job each .sync integration runs: described when its Task fails.
+SYNC_JOBS: dict[str, JobKind] = {
+    "sagemaker:createProcessingJob.sync": PROCESSING,
+    "sagemaker:createTransformJob.sync": JOBS["transform"],
+}
 
 
 class VerifyBinsDefinition(Construct):
@@ -103,7 +111,11 @@ class VerifyBinsDefinition(Construct):
                 C.not_(C.is_present("$.input.photos")),
                 "photos is required: the s3:// prefix of the bin photos, laid out like the dataset bucket",
             ),
-            (C.not_(self._allowed_uri("$.input.photos")), f"photos must be an s3:// prefix under {where} (the jobs may read only those)"),
+            (
+                # Guarded like every other field (infra/pipeline/input_schema.py): a Choice rule on a missing path fails the run.
+                C.and_(C.is_present("$.input.photos"), C.not_(self._allowed_uri("$.input.photos"))),
+                f"photos must be an s3:// prefix under {where} (the jobs may read only those)",
+            ),
             (
                 C.and_(
                     C.is_present("$.input.records"),
@@ -147,14 +159,9 @@ class VerifyBinsDefinition(Construct):
             parameters={"records": "", "instanceType": cfg.verify_instance_type, "instanceCount": cfg.verify_instance_count},
             result_path="$.defaults",
         )
-        # The input's own fields override the defaults; anything else in the input is not read.
-        merge = sfn.Pass(
-            self,
-            "Merge defaults",
-            parameters={"settings.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"},
-            result_path="$.merged",
-            output_path="$.merged",
-        )
+        # The input's own fields override the defaults; anything else in the input is not read. $.input is the
+        # execution input, checked to be an object by "Input is an object?" (JsonMerge fails the run on anything else).
+        merge = sfn.Pass(self, "Merge defaults", parameters={"settings.$": "States.JsonMerge($.defaults, $.input, false)"})
         self._merged = merge
         defaults.next(merge)
         return defaults
@@ -218,8 +225,7 @@ class VerifyBinsDefinition(Construct):
                 "$.verify.id, $.settings.photos, States.JsonToString($.summary.report), $.paths.report)",
             },
             "$.notified",
-            catch=False,
-        )
+        )  # its failure -> "Notify summary: failed" -> Notify failure -> Verify failed: an unannounced run is not a success
 
     # --- failure ------------------------------------------------------------------------------------------------
     def _failure_chain(self) -> sfn.CustomState:
@@ -239,7 +245,10 @@ class VerifyBinsDefinition(Construct):
                 "ResultPath": "$.notified",
             },
         )
-        notify.next(sfn.Fail(self, "Verify failed", error="VerifyBinsFailed", cause_path="$.failure.cause"))
+        verify_failed = sfn.Fail(self, "Verify failed", error="VerifyBinsFailed", cause_path="$.failure.cause")
+        # As the training pipeline's: a failed publish still ends in Verify failed, with the failure it was to report.
+        notify.add_catch(verify_failed, errors=["States.ALL"], result_path="$.notifyError")
+        notify.next(verify_failed)
         return notify
 
     def _failure(self, name: str, error: str, cause_path: str) -> sfn.Pass:
@@ -269,17 +278,51 @@ class VerifyBinsDefinition(Construct):
             explain.next(self.failed)
             task.add_catch(explain, errors=[error], result_path="$.error")
         if catch:
-            describe = sfn.Pass(
-                self,
-                f"{name}: failed",
-                parameters={"step": name, "error.$": "$.error.Error", "cause.$": "$.error.Cause"},
-                result_path="$.failure",
-            )
-            describe.next(self.failed)
-            task.add_catch(describe, errors=["States.ALL"], result_path="$.error")
+            self._catch(task, name, integration, parameters)
         if not integration.endswith(".sync"):
             task.add_retry(errors=TRANSIENT_ERRORS, interval=Duration.seconds(5), max_attempts=4, backoff_rate=2)
         return task
+
+    def _catch(self, task: sfn.CustomState, name: str, integration: str, parameters: dict) -> None:
+        """States.ALL -> "<name>: failed" (the error and the raw Cause) -> Notify failure; a SageMaker job is described first."""
+        failed = sfn.Pass(
+            self,
+            f"{name}: failed",
+            parameters={"step": name, "error.$": "$.error.Error", "cause.$": "$.error.Cause"},
+            result_path="$.failure",
+        )
+        failed.next(self.failed)
+        job = SYNC_JOBS.get(integration)
+        if job is None:
+            task.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+            return
+        describe_failed_job(
+            self,
+            task,
+            name,
+            job,
+            parameters[f"{job.name_field}.$"],  # the job this Task started
+            make_task=self._describe_task,
+            job_failed=self._job_failed_pass(name),
+            fallback=failed,
+        )
+
+    def _describe_task(self, name: str, integration: str, parameters: dict, result_path: str) -> sfn.CustomState:
+        return self._task(name, integration, parameters, result_path, catch=False)
+
+    def _job_failed_pass(self, step: str) -> JobFailurePass:
+        """The described job as $.failure's cause (Notify failure adds the step before it and the error after it)."""
+
+        def job_failed(name: str, summary: Format, has_reason: bool) -> sfn.Pass:
+            # Without a FailureReason (e.g. a stopped job) the raw Cause is all there is: keep it.
+            cause = summary if has_reason else summary + Format(" Cause: {}", ("$.error.Cause",))
+            state = sfn.Pass(
+                self, name, parameters={"step": step, "error.$": "$.error.Error", "cause.$": cause.expression()}, result_path="$.failure"
+            )
+            state.next(self.failed)
+            return state
+
+        return job_failed
 
 
 def _integration(name: str) -> str:

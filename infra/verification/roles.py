@@ -40,8 +40,9 @@ def grant_jobs_role(props: VerifyBinsProps) -> None:
 def state_machine_statements(stack: Stack, props: VerifyBinsProps) -> list[iam.PolicyStatement]:
     """Exactly what the Verify bins states call (CDK adds its own logging and X-Ray statements).
 
-    tests/verification/test_verify_bins_iam.py checks them against CDK's own SageMakerCreateTransformJob task and
-    the Step Functions documentation for createProcessingJob.sync.
+    tests/verification/test_verify_bins_iam.py checks them against CDK's own SageMakerCreateTransformJob task,
+    the Step Functions documentation for createProcessingJob.sync and, for the failure path's
+    DescribeProcessingJob / DescribeTransformJob of the job that failed, CDK's CallAwsService.
     """
     prefix = props.settings.prefix
 
@@ -56,6 +57,7 @@ def state_machine_statements(stack: Stack, props: VerifyBinsProps) -> list[iam.P
     processing = [sm("processing-job", jobs.JOB_PARTS["prepare"]), sm("processing-job", jobs.JOB_PARTS["report"])]
     transform = [sm("transform-job", jobs.JOB_PARTS["transform"])]
     bucket = props.artifacts_bucket
+    # Describe*: .sync polls the job, and the failure path describes a failed job for its FailureReason.
     return [
         iam.PolicyStatement(
             sid="ProcessingJobs",

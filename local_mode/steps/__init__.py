@@ -6,24 +6,24 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from count_api.settings import ApiSettings
+
 from local_mode.paths import ROOT
 from local_mode.runner import Step, UsageError
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What the local run takes from cdk.json (the same values the deployed pipeline uses)."""
+    """What the local run takes from cdk.json (the same values the deployed pipeline and function use)."""
 
     classes: tuple[int, ...]
     deploy_margin: float
-    max_images_per_request: int
-    review_confidence_threshold: float
-    endpoint_name: str
-    verify_thresholds: tuple[float, float] = (0.45, 0.15)
+    # The count function's settings, mapped from cdk.json as the serving stack maps them (infra.config.api_settings).
+    api: ApiSettings
 
 
 def load_settings(cdk_json: Path = ROOT / "cdk.json") -> RunConfig:
-    from infra.config import ConfigError, config_from_mapping
+    from infra.config import ConfigError, api_settings, config_from_mapping
 
     try:
         config = config_from_mapping(json.loads(cdk_json.read_text())["context"])
@@ -31,14 +31,7 @@ def load_settings(cdk_json: Path = ROOT / "cdk.json") -> RunConfig:
         raise UsageError(str(error)) from None
     except (OSError, KeyError, json.JSONDecodeError) as error:
         raise UsageError(f"cannot read {cdk_json} ({error}): the local run takes classes and the gate margin from its context") from None
-    return RunConfig(
-        classes=config.classes,
-        deploy_margin=config.deploy_margin_over_baseline,
-        max_images_per_request=config.max_images_per_request,
-        review_confidence_threshold=config.review_confidence_threshold,
-        endpoint_name=config.endpoint_name,
-        verify_thresholds=(config.verify_match_threshold, config.verify_mismatch_threshold),
-    )
+    return RunConfig(classes=config.classes, deploy_margin=config.deploy_margin_over_baseline, api=api_settings(config))
 
 
 def build_steps() -> list[Step]:

@@ -19,7 +19,7 @@ from local_mode.runner import RunContext
 def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     from local_mode.local_serving import start_local_serving
 
-    settings = ctx.options["settings"]
+    run_config = ctx.options["settings"]
     runs_dir = ctx.run_dir.parent
     data_source = serving_record.data_source_key(ctx.options)
     if ctx.result_of("gate")["deploy"]:
@@ -43,13 +43,7 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
             )
             return {"served_run": None, "api_url": None, "curl": None}
         ctx.log(f"The gate held this model back: serving the deployed model of run {record['runId']} instead.")
-    serving = start_local_serving(
-        record["modelDir"],
-        endpoint_name=settings.endpoint_name,
-        max_images=settings.max_images_per_request,
-        review_threshold=settings.review_confidence_threshold,
-        verify_thresholds=settings.verify_thresholds,
-    )
+    serving = start_local_serving(record["modelDir"], settings=run_config.api)
     ctx.cleanups.callback(serving.close)
     count_url = f"{serving.api_url}/v1/count"
     curl = f'curl -s -H "x-api-key: {serving.api_key}" -H "Content-Type: image/jpeg" --data-binary @photo.jpg {count_url}'

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from count_api.settings import ApiSettings
 
-from infra.config import CONTEXT_KEYS, ConfigError, config_from_mapping
+from infra.config import CONTEXT_KEYS, ConfigError, api_settings, config_from_mapping
 
 
 def with_override(context: dict, **overrides) -> dict:
@@ -31,6 +32,33 @@ def test_cli_strings_are_parsed_like_json_values(default_context):
         with_override(default_context, trainingInstanceCount="4", useSpot="false", classes="[0,1,2]", reviewConfidenceThreshold="0.7")
     )
     assert (cfg.training_instance_count, cfg.use_spot, cfg.classes, cfg.review_confidence_threshold) == (4, False, (0, 1, 2), 0.7)
+
+
+def test_api_settings_map_cdk_json_to_the_function_and_keep_its_invoke_defaults(default_context):
+    # Values unlike the function's defaults, so a field the mapping forgets (left at its default) fails.
+    context = with_override(
+        default_context,
+        namePrefix="shop",
+        maxImagesPerRequest=3,
+        reviewConfidenceThreshold=0.2,
+        verifyMatchThreshold=0.9,
+        verifyMismatchThreshold=0.05,
+    )
+    settings = api_settings(config_from_mapping(context))
+    defaults = ApiSettings(endpoint_name="")
+    assert (
+        settings.endpoint_name,
+        settings.max_images_per_request,
+        settings.review_confidence_threshold,
+        settings.verify_match_threshold,
+        settings.verify_mismatch_threshold,
+    ) == ("shop-count-endpoint", 3, 0.2, 0.9, 0.05)
+    # The invoke timeout and attempts follow API Gateway's 29 s limit, and the body limit Lambda's payload limit: not cdk.json's.
+    assert (settings.invoke_timeout_s, settings.invoke_max_attempts, settings.max_body_bytes) == (
+        defaults.invoke_timeout_s,
+        defaults.invoke_max_attempts,
+        defaults.max_body_bytes,
+    )
 
 
 PRETRAINED_RULE = (

@@ -682,6 +682,24 @@ def test_execution_role_allows_what_each_job_reads_and_writes(built: Built) -> N
     assert not failures, "execution role misses:\n" + "\n".join(failures)
 
 
+def test_execution_role_lets_prepare_upload_shards_as_they_finish(built: Built) -> None:
+    """With shards, prep.py --upload-to sends each finished ~151 MB shard to the run's prepare/ prefix itself (boto3's
+    managed transfer: a multipart upload). S3 User Guide, multipart upload permissions: the parts are authorized as
+    s3:PutObject, s3:AbortMultipartUpload cleans up a failed one, and with SSE-KMS the requester needs
+    kms:GenerateDataKey and kms:Decrypt on the key. The arguments come from the data-format Pass states."""
+    arguments = [s["Parameters"]["prepareArguments.$"] for s in built.states.values() if "prepareArguments.$" in s.get("Parameters", {})]
+    sharded = [a for a in arguments if "'shards'" in a]
+    assert sharded and all("'--upload-to', $.paths.prepared" in a for a in sharded)
+    bucket, key = s3_parts(built.doc["paths"]["prepared"])
+    shard = f"arn:aws:s3:::{bucket}/{key}train/shard-0002-of-0004-00017.tar"
+    for action in ("s3:PutObject", "s3:AbortMultipartUpload"):
+        assert built.execution_role.allows(action, shard), action
+    key_arn = bucket_key_arn(built, bucket)
+    assert key_arn, "the artifacts bucket is SSE-KMS"
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert built.execution_role.allows(action, key_arn), action
+
+
 def test_pass_role_is_limited_to_sagemaker(built: Built) -> None:
     role = built.execution_role_arn
     assert built.state_machine_role.allows("iam:PassRole", role, {"iam:PassedToService": SAGEMAKER})

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from count_api.settings import ApiSettings
+
 from local_mode.runner import RunContext, write_json_atomic
 from local_mode.steps import RunConfig, gate_step
 
-SETTINGS = RunConfig(
-    classes=(1, 2, 3, 4, 5), deploy_margin=0.05, max_images_per_request=8, review_confidence_threshold=0.5, endpoint_name="x"
-)
+SETTINGS = RunConfig(classes=(1, 2, 3, 4, 5), deploy_margin=0.05, api=ApiSettings(endpoint_name="x"))
 
 
 def _run(tmp_path: Path, run_id: str, accuracy: float, serving: dict | None, deploy: str = "auto") -> dict:

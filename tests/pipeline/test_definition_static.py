@@ -1,6 +1,6 @@
-"""The rendered definition, walked statically (tests/pipeline/asl_paths.py): no Choice rule on a path that may be
-missing, no Pass/Task reading a path or calling an intrinsic that could fail at run time, and every failure
-reaching "Notify failure".
+"""The rendered definitions of both state machines (the training pipeline, Verify bins), walked statically
+(tests/pipeline/asl_paths.py): no Choice rule on a path that may be missing, no Pass/Task reading a path or calling
+an intrinsic that could fail at run time, and every failure reaching "Notify failure".
 
 Whose behaviour: AWS's, by the Step Functions documentation (concepts-error-handling: Pass/Choice cannot Catch,
 States.ALL does not match States.Runtime; state-choice: a rule on a missing Variable fails the execution). moto
@@ -17,13 +17,21 @@ from typing import Any
 import pytest
 
 from tests.pipeline.asl_paths import parse_intrinsic, problems
+from tests.pipeline.conftest import Synth
+from tests.pipeline.render import RenderValues, render_definition
 
 NOTIFY = {"Type": "Task", "Resource": "arn:aws:states:::sns:publish", "Parameters": {"TopicArn": "t", "Message": "m"}, "Next": "Run failed"}
 RUN_FAILED = {"Type": "Fail", "Error": "PipelineFailed"}
 
 
-def test_rendered_definition_has_no_path_that_can_fail_the_run_unnotified(rendered_definition: str) -> None:
-    found = problems(json.loads(rendered_definition))
+# The state machines of the pipeline stack, by the start of their logical ids (tests/pipeline/render.py).
+MACHINES = ("TrainingPipeline", "VerifyBins")
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_rendered_definition_has_no_path_that_can_fail_the_run_unnotified(synth: Synth, test_values: RenderValues, machine: str) -> None:
+    definition = json.loads(render_definition(synth.template, synth.storage_template, test_values, machine=machine))
+    found = problems(definition)
     assert found == [], "\n".join(found)
 
 

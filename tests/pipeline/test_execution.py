@@ -623,6 +623,7 @@ def _assert_shards(events: History, *, instances: int, subset: bool) -> None:
     if subset:
         assert args[args.index("--file-list") + 1] == FILE_LIST_PATH
     prepared = prepare["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert args[args.index("--upload-to") + 1] == prepared  # shards go to S3 as they finish, where the output goes
     requests = [_only(events.scheduled(SM, "createTrainingJob.sync"))]
     requests += [t["TrainingJobDefinition"] for t in events.scheduled(SM, "createHyperParameterTuningJob.sync")]
     for request in requests:

@@ -125,13 +125,14 @@ def test_shard_flags_are_checked(synthetic_bucket: Path, tmp_path: Path) -> None
 
 
 def test_two_ranks_get_disjoint_parts_covering_the_split(sharded: dict[int, Path]) -> None:
+    import dataset
     import shards
 
     channel = shards.open_channel(sharded[2] / "train")
     for epoch in (0, 1):
         parts = []
         for rank in (0, 1):
-            stream = shards.ShardStream(channel, batch_size=len(channel), seed=5, rank=rank, world=2)
+            stream = dataset.ShardStream(channel, batch_size=len(channel), seed=5, rank=rank, world=2)
             stream.set_epoch(epoch)
             parts.append(stream.rank_positions())
         assert len(parts[0]) == len(parts[1])
@@ -141,9 +142,10 @@ def test_two_ranks_get_disjoint_parts_covering_the_split(sharded: dict[int, Path
 
 
 def test_dataloader_workers_split_a_ranks_part(sharded: dict[int, Path]) -> None:
+    import dataset
     import shards
 
-    stream = shards.ShardStream(shards.open_channel(sharded[3] / "train"), batch_size=4, seed=1, rank=1, world=2)
+    stream = dataset.ShardStream(shards.open_channel(sharded[3] / "train"), batch_size=4, seed=1, rank=1, world=2)
     stream.set_epoch(3)
     by_worker = [stream.worker_positions(w, 3) for w in range(3)]
     assert np.array_equal(np.concatenate(by_worker), stream.rank_positions())
@@ -152,20 +154,21 @@ def test_dataloader_workers_split_a_ranks_part(sharded: dict[int, Path]) -> None
 
 
 def test_same_seed_and_epoch_give_the_same_order(sharded: dict[int, Path]) -> None:
+    import dataset
     import shards
 
     channel = shards.open_channel(sharded[3] / "train")
 
     def order(epoch: int, buffer_size: int = 5) -> list[int]:
-        stream = shards.ShardStream(channel, batch_size=4, seed=9, buffer_size=buffer_size)
+        stream = dataset.ShardStream(channel, batch_size=4, seed=9, buffer_size=buffer_size)
         stream.set_epoch(epoch)
         return stream.order()
 
     assert order(2) == order(2)  # a run resumed at epoch 2 replays the uninterrupted order
     assert order(2) != order(3)
     assert sorted(order(2)) != order(2)  # shuffled
-    first = shards.ShardStream(channel, batch_size=4, seed=9)
-    again = shards.ShardStream(channel, batch_size=4, seed=9)
+    first = dataset.ShardStream(channel, batch_size=4, seed=9)
+    again = dataset.ShardStream(channel, batch_size=4, seed=9)
     first.set_epoch(1), again.set_epoch(1)
     for (a, ta), (b, tb) in zip(first, again, strict=True):
         assert torch.equal(a, b) and torch.equal(ta, tb)
@@ -174,9 +177,9 @@ def test_same_seed_and_epoch_give_the_same_order(sharded: dict[int, Path]) -> No
 TORCHRUN_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist
-import shards
+import dataset, shards
 dist.init_process_group("gloo")
-stream = shards.ShardStream(shards.open_channel(sys.argv[1]), batch_size=4, seed=3, rank=dist.get_rank(), world=dist.get_world_size())
+stream = dataset.ShardStream(shards.open_channel(sys.argv[1]), batch_size=4, seed=3, rank=dist.get_rank(), world=dist.get_world_size())
 stream.set_epoch(1)
 with open(os.path.join(sys.argv[2], f"rank{dist.get_rank()}.json"), "w") as f:
     part = shards.rank_part(shards.epoch_order(stream.channel, 3, 1), dist.get_rank(), dist.get_world_size())
@@ -235,3 +238,10 @@ def test_resume_from_shards_matches_an_uninterrupted_run(sharded: dict[int, Path
     straight = torch.load(tmp_path / "straight" / "model" / "model.pth", weights_only=True)
     resumed = torch.load(work / "model" / "model.pth", weights_only=True)
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+
+
+def test_prep_and_the_shard_format_do_not_import_torch() -> None:
+    """prep.py runs on a plain Processing image and N of them start at once: torch's ~2 s import is not theirs to pay."""
+    probe = "import sys, prep, shards; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env(), check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

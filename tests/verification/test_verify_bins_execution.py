@@ -1,5 +1,6 @@
-"""The "Verify bins" state machine EXECUTED in moto: a normal run, broken photos and records, a transform failure,
-refused input and no serving model.
+"""The "Verify bins" state machine EXECUTED in moto: a normal run, broken photos and records, a transform failure
+and a Prepare batches failure (each described first), a summary that cannot be published, refused input and no
+serving model.
 
 Real: the definition rendered from the synthesized pipeline stack, moto's ASL interpreter, botocore's validation of
 every request, moto's S3/SNS, and the jobs' own code (verify_prepare.py, inference.py, verify_report.py) on real
@@ -17,9 +18,11 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto.sns.exceptions import SNSException
+from moto.sns.models import SNSBackend
 
 from tests.pipeline.moto_adapter import REGION, History, TopicInbox, history, run_execution
-from tests.pipeline.moto_seam import install
+from tests.pipeline.moto_seam import SageMakerValidationError, install
 from tests.pipeline.render import ACCOUNT, RenderValues, render_definition
 from tests.verification.emulated_world import VerifyScenario, VerifyWorld
 
@@ -141,15 +144,131 @@ def test_broken_photos_and_records_are_rows_with_errors_not_a_failed_run(machine
     assert summary["rows_with_errors"] == 5 and sum(summary["errors"].values()) == 5
 
 
-def test_a_transform_failure_ends_in_a_failure_notification(machine, monkeypatch, trained):
+def assert_job_failure_leads(
+    machine: VerifyBinsMachine, described: dict[str, Any], events: History, step: str, job: tuple[str, str], reason: str
+) -> str:
+    """A failed SageMaker job (`job`: its kind and console page kind), described first: the message leads with the step,
+    the job's name, its FailureReason and its console page, not with the .sync Cause (the whole Describe answer).
+    Returns the job's name from the message."""
+    label, console_kind = job
+    assert described["status"] == "FAILED" and described["error"] == "VerifyBinsFailed"
+    assert events.entered()[-5:] == [
+        f"Describe failed {step} job",
+        f"{step} job has a FailureReason?",
+        f"{step} job failed",
+        "Notify failure",
+        "Verify failed",
+    ]
+    (message,) = machine.notifications()
+    lead = f"Verify bins failed at {step}: {label} "
+    assert message.startswith(lead), message
+    name = message.removeprefix(lead).split(" ")[0]
+    console = f"https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/{console_kind}/{name}"
+    assert f"ended Failed. FailureReason: {reason} Console: {console} (States.TaskFailed). Input: " in message
+    assert described["cause"].startswith(f"{label} {name} ended Failed")
+    failure = message.split(". Input: ")[0]
+    assert "JobArn" not in failure and len(failure) < 300 + len(reason), failure
+    return name
+
+
+def test_a_transform_failure_notifies_the_job_its_reason_and_its_console_page(machine, monkeypatch, trained):
     machine.serve({"model": MODEL_NAME})
-    world(monkeypatch, trained, transform_fails="ClientError: the model container exited")
+    reason = "ClientError: the model container exited"
+    world(monkeypatch, trained, transform_fails=reason)
     described, events = machine.run("transform-fails", {"photos": photos_uri(machine)})
 
-    assert described["status"] == "FAILED"
+    name = assert_job_failure_leads(machine, described, events, "Transform", ("transform job", "transform-jobs"), reason)
+    assert name == events.scheduled("sagemaker", "createTransformJob.sync")[0]["TransformJobName"]
     assert "Write report" not in events.entered()
+
+
+def test_a_prepare_failure_notifies_the_processing_job_and_its_reason(machine, monkeypatch, trained):
+    """Real: verify_prepare.py refuses a records CSV without the bin_id,expected_count header (exit status 2)."""
+    machine.serve({"model": MODEL_NAME})
+    machine.put("records/wrong.csv", f"id,count\n{machine.ids[0]},1\n")
+    verify_world = world(monkeypatch, trained)
+    records = f"s3://{machine.values.data_bucket}/records/wrong.csv"
+    described, events = machine.run("prepare-fails", {"photos": photos_uri(machine), "records": records})
+
+    reason = "AlgorithmError: verify_prepare.py exited with status 2"
+    name = assert_job_failure_leads(machine, described, events, "Prepare batches", ("processing job", "processing-jobs"), reason)
+    assert verify_world.started == [("create_processing_job", name)]
+    assert "Transform" not in events.entered()
+
+
+def refuse_describing_failed_transforms(monkeypatch: pytest.MonkeyPatch, verify_world: VerifyWorld) -> None:
+    """DescribeTransformJob answers an error once the job has failed (after .sync's own poll saw it fail)."""
+    backend_cls = type(verify_world.backend)
+    original = backend_cls.describe_transform_job
+    seen_failed: set[str] = set()
+
+    def describe_transform_job(self: Any, transform_job_name: str) -> dict[str, Any]:
+        described = original(self, transform_job_name)
+        if described["TransformJobStatus"] == "Failed":
+            if transform_job_name in seen_failed:
+                raise SageMakerValidationError(message="refused by the test")
+            seen_failed.add(transform_job_name)
+        return described
+
+    monkeypatch.setattr(backend_cls, "describe_transform_job", describe_transform_job)
+
+
+def test_a_failed_describe_still_notifies_the_failure(machine, monkeypatch, trained):
+    """The describe is only a better message: when it fails, the notification carries the .sync error as before."""
+    machine.serve({"model": MODEL_NAME})
+    reason = "ClientError: the model container exited"
+    refuse_describing_failed_transforms(monkeypatch, world(monkeypatch, trained, transform_fails=reason))
+    described, events = machine.run("describe-fails", {"photos": photos_uri(machine)})
+
+    assert described["status"] == "FAILED"
+    assert events.entered()[-4:] == ["Describe failed Transform job", "Transform: failed", "Notify failure", "Verify failed"]
     (message,) = machine.notifications()
-    assert message.startswith("Verify bins failed at Transform") and "the model container exited" in message
+    assert message.startswith("Verify bins failed at Transform: {") and reason in message and "(States.TaskFailed)" in message
+
+
+SUMMARY_SUBJECT = "bins verified"  # Notify summary's subject: "<prefix>: bins verified (<id>)"
+FAILURE_SUBJECT = "Verify bins failed"  # Notify failure's
+
+
+def refuse_publishing(monkeypatch: pytest.MonkeyPatch, *subjects: str) -> None:
+    """moto's SNS refuses a Publish whose subject holds one of `subjects`, as SNS does a caller it does not authorize."""
+    original = SNSBackend.publish
+
+    def publish(self: Any, message: str, arn: str | None, **kwargs: Any) -> str:
+        if any(subject in (kwargs.get("subject") or "") for subject in subjects):
+            raise SNSException("AuthorizationError", "User is not authorized to perform: SNS:Publish (refused by the test)")
+        return original(self, message, arn, **kwargs)
+
+    monkeypatch.setattr(SNSBackend, "publish", publish)
+
+
+def test_a_summary_that_cannot_be_published_fails_the_run_and_says_so(machine, monkeypatch, trained):
+    """A run nobody was told about is not a success: Notify summary's failure goes to Notify failure, as any other step's."""
+    machine.serve({"model": MODEL_NAME})
+    world(monkeypatch, trained)
+    refuse_publishing(monkeypatch, SUMMARY_SUBJECT)
+    described, events = machine.run("summary-refused", {"photos": photos_uri(machine)})
+
+    assert described["status"] == "FAILED" and described["error"] == "VerifyBinsFailed"
+    assert events.entered()[-4:] == ["Notify summary", "Notify summary: failed", "Notify failure", "Verify failed"]
+    assert "refused by the test" in described["cause"]
+    (message,) = machine.notifications()
+    assert message.startswith("Verify bins failed at Notify summary: ") and "(SNS.AuthorizationErrorException)" in message
+    assert json.loads(machine.report("summary.json"))["rows"] == PHOTOS  # the report was written: only telling failed
+
+
+def test_a_run_that_cannot_publish_at_all_still_fails_with_its_own_error(machine, monkeypatch, trained):
+    """As the training pipeline's: a failure notification that cannot be published ends in Verify failed, with the failure
+    it was to report (Notify summary's) as the cause, not with the second publish's error."""
+    machine.serve({"model": MODEL_NAME})
+    world(monkeypatch, trained)
+    refuse_publishing(monkeypatch, SUMMARY_SUBJECT, FAILURE_SUBJECT)
+    described, events = machine.run("all-refused", {"photos": photos_uri(machine)})
+
+    assert described["status"] == "FAILED" and described["error"] == "VerifyBinsFailed"
+    assert events.entered()[-3:] == ["Notify summary: failed", "Notify failure", "Verify failed"]
+    assert "refused by the test" in described["cause"]
+    assert machine.notifications() == []
 
 
 @pytest.mark.parametrize(

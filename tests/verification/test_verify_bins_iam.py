@@ -2,9 +2,10 @@
 
 The same method as tests/infra/test_iam_reference.py (whose helpers this file uses): for every Task, the state
 machine's role must allow what CDK's own task class grants (SageMakerCreateTransformJob, SnsPublish,
-CallAwsService) or, for Processing (no CDK class), what the Step Functions developer guide lists; the jobs' role
-(the pipeline's SageMaker execution role, which is also the serving model's role that Batch Transform runs as)
-must allow what each job reads and writes, derived from the Task's own Parameters and the execution input.
+CallAwsService, also for the Describe*Job calls of the failure path) or, for Processing (no CDK class), what the
+Step Functions developer guide lists; the jobs' role (the pipeline's SageMaker execution role, which is also the
+serving model's role that Batch Transform runs as) must allow what each job reads and writes, derived from the
+Task's own Parameters and the execution input.
 Evaluated by tests/infra/policy_eval.py (moto's IAM engine plus the condition operators moto ignores).
 """
 
@@ -113,11 +114,28 @@ def test_every_task_has_a_reference(built, references):
     integrations = {_integration(s["Resource"]) for s in built.tasks.values()}
     assert integrations == {
         "aws-sdk:s3:getObject",
+        "aws-sdk:sagemaker:describeProcessingJob",
+        "aws-sdk:sagemaker:describeTransformJob",
         "sagemaker:createProcessingJob.sync",
         "sagemaker:createTransformJob.sync",
         "sns:publish",
     }
     assert set(references) == set(built.tasks) and all(references.values())
+
+
+def test_each_failed_job_is_described_by_the_name_it_was_started_with(built, references):
+    """The failure path's Describe*Job names the job its Task started; its reference request is that job's ARN."""
+    jobs = {name: state for name, state in built.tasks.items() if _integration(state["Resource"]).endswith("Job.sync")}
+    assert len(jobs) == 3
+    for state in jobs.values():
+        started = concrete(state["Parameters"], built.doc)
+        (catch,) = state["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+        describe = built.tasks[catch["Next"]]
+        ((field, job_name),) = concrete(describe["Parameters"], built.doc).items()
+        assert started[field] == job_name and job_name.startswith("invmon-v")
+        action = "sagemaker:D" + _integration(describe["Resource"]).removeprefix("aws-sdk:sagemaker:d")
+        assert any(r.action == action and r.resource.endswith(f"-job/{job_name}") for r in references[catch["Next"]])
 
 
 def test_state_machine_role_allows_what_cdk_and_the_docs_grant(built, references):
@@ -141,6 +159,11 @@ def test_roles_stay_scoped_to_verify_runs(built):
     artifacts = built.resolver.values.artifacts_bucket
     assert not sm.allows("sagemaker:CreateTransformJob", sm_arn("transform-job", f"other-vbt-{RUN_ID}"))
     assert not sm.allows("sagemaker:CreateTrainingJob", sm_arn("training-job", f"invmon-train-{RUN_ID}"))
+    # The failure path describes this stack's verify jobs only.
+    assert sm.allows("sagemaker:DescribeTransformJob", sm_arn("transform-job", f"invmon-vbt-{RUN_ID}"))
+    assert not sm.allows("sagemaker:DescribeTransformJob", sm_arn("transform-job", f"other-vbt-{RUN_ID}"))
+    assert not sm.allows("sagemaker:DescribeProcessingJob", sm_arn("processing-job", f"other-vprep-{RUN_ID}"))
+    assert not sm.allows("sagemaker:DescribeProcessingJob", sm_arn("processing-job", f"invmon-prep-{RUN_ID}"))
     assert not sm.allows("s3:PutObject", f"arn:aws:s3:::{artifacts}/serving/current.json")
     assert not jobs.allows("s3:PutObject", f"arn:aws:s3:::{artifacts}/serving/current.json")
     assert not jobs.allows("s3:GetObject", "arn:aws:s3:::somebody-elses-bucket/bin-images/1.jpg")
