@@ -42,8 +42,9 @@ class VerifyBinsDefinition(Construct):
         has_model = sfn.Choice(self, "Serving record names a model?")
         prepare = self._task("Prepare batches", "sagemaker:createProcessingJob.sync", jobs.prepare_job(s), "$.prepare")
 
-        check_input.otherwise(self._merge_defaults())
-        self._merged.next(self._make_id()).next(self._read_serving_record()).next(has_model)
+        merge_defaults, count_is_whole = self._merge_defaults()
+        check_input.otherwise(merge_defaults)
+        count_is_whole.otherwise(self._make_id().next(self._read_serving_record()).next(has_model))
         has_model.when(C.and_(C.is_present("$.serving.record.model"), C.is_string("$.serving.record.model")), prepare)
         has_model.otherwise(self._failure("Serving record without model", "ServingRecordInvalid", "States.JsonToString($.serving.record)"))
         (
@@ -150,8 +151,8 @@ class VerifyBinsDefinition(Construct):
             choice.when(condition, self._reject(f"Input rejected {index + 1}", message))
         return first, choice
 
-    def _merge_defaults(self) -> sfn.Pass:
-        """The first state after the input check; `self._merged` is its last."""
+    def _merge_defaults(self) -> tuple[sfn.Pass, sfn.Choice]:
+        """(the first state after the input check, the Choice whose `otherwise` goes on with a whole instance count)."""
         cfg = self.props.settings.config
         defaults = sfn.Pass(
             self,
@@ -162,9 +163,22 @@ class VerifyBinsDefinition(Construct):
         # The input's own fields override the defaults; anything else in the input is not read. $.input is the
         # execution input, checked to be an object by "Input is an object?" (JsonMerge fails the run on anything else).
         merge = sfn.Pass(self, "Merge defaults", parameters={"settings.$": "States.JsonMerge($.defaults, $.input, false)"})
-        self._merged = merge
-        defaults.next(merge)
-        return defaults
+        # Choice rules cannot tell 2 from 2.5; the count's JSON text can (as the training pipeline checks its counts).
+        count_as_text = sfn.Pass(
+            self,
+            "Write instance count as text",
+            parameters={"text.$": "States.JsonToString($.settings.instanceCount)"},
+            result_path="$.count",
+        )
+        whole = sfn.Choice(self, "Instance count whole?")
+        whole.when(
+            C.or_(C.string_matches("$.count.text", "*.*"), C.string_matches("$.count.text", "*e*")),
+            self._reject(
+                "Input rejected: whole number", f"instanceCount must be a whole number from 1 to {MAX_INSTANCE_COUNT}, such as 2, not 2.5"
+            ),
+        )
+        defaults.next(merge).next(count_as_text).next(whole)
+        return defaults, whole
 
     def _make_id(self) -> sfn.Chain:
         make_id = sfn.Pass(

@@ -278,6 +278,7 @@ def test_a_run_that_cannot_publish_at_all_still_fails_with_its_own_error(machine
         ({"photos": "s3://somebody-elses-bucket/photos/"}, "photos must be an s3:// prefix under"),
         ({"photos": "PHOTOS", "records": "file:///tmp/records.csv"}, "records must be the s3:// URI of a CSV"),
         ({"photos": "PHOTOS", "instanceCount": 0}, "instanceCount must be a whole number from 1 to 20"),
+        ({"photos": "PHOTOS", "instanceCount": 2.5}, "instanceCount must be a whole number from 1 to 20, such as 2, not 2.5"),
         ({"photos": "PHOTOS", "instanceType": "m5.xlarge"}, "instanceType must be a SageMaker instance type"),
         ({"photos": "PHOTOS", "instancetype": "ml.c5.xlarge"}, "may hold only photos, records, instanceType, instanceCount"),
         (["s3://a/"], "must be a JSON object"),
