@@ -13,7 +13,7 @@ from infra.pipeline import sagemaker_params as params
 from infra.pipeline.input_schema import PRETRAINED_HYPERPARAMETER, InputValidation, defaults, pretrained_prefixes
 from infra.pipeline.layout import CHECKPOINTS_PREFIX, RUNS_PREFIX, SERVING_RECORD_KEY
 from infra.pipeline.settings import JOB_KINDS
-from infra.pipeline.states import C, Segment, StateBuilder
+from infra.pipeline.states import C, Segment, StateBuilder, has_fraction
 
 SERVING_RECORD_ABSENT_ERRORS = ["S3.NoSuchKeyException"]
 
@@ -81,7 +81,7 @@ def _settings(b: StateBuilder) -> Segment:
     name_paths = b.pass_state("Name run paths", parameters=_run_paths(b), result_path="$.paths")
 
     apply_defaults.next(merge_settings).next(counts_as_text).next(check_whole)
-    check_whole.when(C.or_(C.string_matches("$.counts.text", "*.*"), C.string_matches("$.counts.text", "*e*")), not_whole)
+    check_whole.when(has_fraction("$.counts.text"), not_whole)
     check_whole.otherwise(check_budget)
     check_budget.when(C.number_greater_than_json_path("$.settings.tuningMaxParallelJobs", "$.settings.tuningMaxJobs"), budget_rejected)
     check_budget.otherwise(make_run_id)

@@ -76,6 +76,12 @@ TaskMaker = Callable[[str, str, dict[str, Any], str], sfn.CustomState]
 JobFailurePass = Callable[[str, Format, bool], sfn.Pass]
 
 
+def has_fraction(text_path: str) -> sfn.Condition:
+    """True when the JSON text at `text_path` (States.JsonToString of numbers) holds a fraction or an exponent:
+    Choice rules cannot tell 2 from 2.5, a number's JSON text can."""
+    return C.or_(C.string_matches(text_path, "*.*"), C.string_matches(text_path, "*e*"))
+
+
 def describe_failed_job(
     scope: Construct,
     task: sfn.CustomState,

@@ -16,7 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.pipeline.layout import SERVING_RECORD_KEY
-from infra.pipeline.states import JOBS, PROCESSING, TRANSIENT_ERRORS, Format, JobFailurePass, JobKind, describe_failed_job
+from infra.pipeline.states import JOBS, PROCESSING, TRANSIENT_ERRORS, Format, JobFailurePass, JobKind, describe_failed_job, has_fraction
 from infra.verification import jobs
 from infra.verification.props import VerifyBinsProps
 
@@ -172,7 +172,7 @@ class VerifyBinsDefinition(Construct):
         )
         whole = sfn.Choice(self, "Instance count whole?")
         whole.when(
-            C.or_(C.string_matches("$.count.text", "*.*"), C.string_matches("$.count.text", "*e*")),
+            has_fraction("$.count.text"),
             self._reject(
                 "Input rejected: whole number", f"instanceCount must be a whole number from 1 to {MAX_INSTANCE_COUNT}, such as 2, not 2.5"
             ),
