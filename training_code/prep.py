@@ -112,10 +112,10 @@ class S3Source:
         from botocore import UNSIGNED
         from botocore.config import Config
 
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise PrepError(f"--source {uri} has no bucket name: expected s3://bucket/ or s3://bucket/prefix/")
-        self.bucket, self.prefix = bucket, prefix.strip("/") + "/" if prefix.strip("/") else ""
+        try:
+            self.bucket, self.prefix = shard_upload.parse_s3_prefix(uri)
+        except ValueError:
+            raise PrepError(f"--source {uri} has no bucket name: expected s3://bucket/ or s3://bucket/prefix/") from None
         session = boto3.Session()
         # Standard retry mode backs off on throttling, 5xx and connection errors.
         pool = max(2 * (len(LISTING_BOUNDS) + 1), workers)  # the parallel listing's ranges, or the downloads

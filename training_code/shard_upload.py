@@ -23,7 +23,8 @@ class UploadError(Exception):
 
 
 def parse_s3_prefix(uri: str) -> tuple[str, str]:
-    """s3://bucket/prefix/ -> (bucket, "prefix/"); ValueError naming the expected form."""
+    """s3://bucket/prefix/ -> (bucket, "prefix/") ("" for the bucket's root); ValueError naming the expected form.
+    prep.py reads its --source with it too."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket:
         raise ValueError(f"--upload-to {uri!r} is not an S3 prefix: expected s3://bucket/prefix/")
