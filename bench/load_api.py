@@ -275,11 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         row["statuses"] = " ".join(f"{k}:{v}" for k, v in row["statuses"].items())
     common.print_table(rows, COLUMNS)
     print(f"memory (server + environments): {extra['memory_mb']}")
-    name = (
-        "load_api"
-        if args.serving_path == "auto" and args.arch == "mobilenet_v3_small" and not args.model_dir
-        else f"load_api_{args.arch}{'' if args.image_size == 224 else f'_{args.image_size}'}_{args.serving_path}"
-    )
+    if args.model_dir:  # named after the model served, not the throwaway flags (which it ignores)
+        name = f"load_api_{meta['architecture']}_{meta['image_size']}_{meta.get('tta', 'none')}_{args.serving_path}"
+    elif args.serving_path == "auto" and args.arch == "mobilenet_v3_small":
+        name = "load_api"
+    else:
+        name = f"load_api_{args.arch}{'' if args.image_size == 224 else f'_{args.image_size}'}_{args.serving_path}"
     path = common.write_result(name, common.command_line("bench.load_api", argv), rows, extra)
     print(f"wrote {common.display(path)}")
     return 1 if any(row["bad_replies"] for row in rows) else 0

@@ -174,7 +174,7 @@ def make_photos(target: Path, n: int) -> Path:
     return target
 
 
-def throughput(model_dir: Path, sizes: list[int], command: str) -> list[dict[str, Any]]:
+def throughput(model_dir: Path, sizes: list[int], command: str, name: str = "verification_throughput") -> list[dict[str, Any]]:
     rows = []
     for n in sizes:
         photos = make_photos(common.SCRATCH_DIR / f"verify_photos_{n}", n)
@@ -208,7 +208,7 @@ def throughput(model_dir: Path, sizes: list[int], command: str) -> list[dict[str
         )
         print(rows[-1], flush=True)
         extra = {"child_command": " ".join(["python", *child[1:]]).replace(str(n), "N")}
-        common.write_result("verification_throughput", command, rows, extra)  # after each size: a long run keeps what it measured
+        common.write_result(name, command, rows, extra)  # after each size: a long run keeps what it measured
         shutil.rmtree(photos)
     return rows
 
@@ -222,6 +222,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=PREPARED / "test", help="prep.py test split (images.npy + labels.json)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--sizes", default="1000,10000", help="photo counts for the throughput part")
+    parser.add_argument("--tag", default="", help="suffix of the result files' names (keeps another model's figures beside these)")
     return parser
 
 
@@ -230,14 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model_dir = args.model_dir or assemble_model(args.weights, args.meta)
         command = common.command_line("bench.verification_quality", argv)
+        suffix = f"_{args.tag}" if args.tag else ""
         if args.part in ("quality", "all"):
             result = quality(model_dir, args.data, args.seed)
-            path = common.write_result("verification_quality", command, [result["row"]], {"threshold_sweep": result["sweep"]})
+            path = common.write_result(f"verification_quality{suffix}", command, [result["row"]], {"threshold_sweep": result["sweep"]})
             print(json.dumps(result["row"], indent=2))
             print(f"-> {common.display(path)}")
         if args.part in ("throughput", "all"):
-            throughput(model_dir, [int(s) for s in args.sizes.split(",")], command)
-            print(f"-> {common.display(common.RESULTS_DIR / 'verification_throughput.json')}")
+            throughput(model_dir, [int(s) for s in args.sizes.split(",")], command, f"verification_throughput{suffix}")
+            print(f"-> {common.display(common.RESULTS_DIR / f'verification_throughput{suffix}.json')}")
     except common.BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -46,11 +46,8 @@ class Split:
         return len(self.ids)
 
 
-def load_split(folder: str | Path, classes: list[int] | None = None) -> Split:
-    """Open one channel; `classes` (when given) must match the ones prep wrote."""
-    folder = Path(folder)
-    if shards.is_sharded(folder):
-        return load_sharded_split(folder, classes)
+def _read_channel(folder: Path) -> tuple[np.ndarray, list[str], list[int], list[int]]:
+    """(memory-mapped images, ids, counts, classes) of one npy channel folder, checked against the spec."""
     images_path, labels_path = folder / IMAGES_FILE, folder / LABELS_FILE
     for path in (images_path, labels_path):
         if not path.is_file():
@@ -64,18 +61,89 @@ def load_split(folder: str | Path, classes: list[int] | None = None) -> Split:
         raise DataError(
             f"{folder} was prepared with preprocessing spec {labels.get('spec_version')!r}, this code uses {preprocessing_spec.SPEC_VERSION!r}: run prep.py again"
         )
-    if classes is not None and list(classes) != list(written_classes):
-        raise DataError(f"{folder} holds classes {written_classes}, expected {list(classes)}: prepare all channels with the same --classes")
     images = np.load(images_path, mmap_mode="r")
     if images.dtype != np.uint8 or images.shape[1:] != SHAPE or images.shape[0] != len(ids) or len(ids) != len(counts):
         raise DataError(
             f"{images_path} has shape {images.shape} {images.dtype} for {len(ids)} ids: expected uint8 [{len(ids)}, 224, 224, 3]; run prep.py again"
         )
+    return images, list(ids), list(counts), list(written_classes)
+
+
+def load_split(folder: str | Path, classes: list[int] | None = None) -> Split:
+    """Open one channel; `classes` (when given) must match the ones prep wrote."""
+    folder = Path(folder)
+    if shards.is_sharded(folder):
+        return load_sharded_split(folder, classes)
+    images, ids, counts, written_classes = _read_channel(folder)
+    if classes is not None and list(classes) != written_classes:
+        raise DataError(f"{folder} holds classes {written_classes}, expected {list(classes)}: prepare all channels with the same --classes")
     index = {c: i for i, c in enumerate(written_classes)}
     unknown = sorted({c for c in counts if c not in index})
     if unknown:
-        raise DataError(f"{labels_path} has counts {unknown} outside its classes {written_classes}: run prep.py again")
-    return Split(images=images, targets=np.array([index[c] for c in counts], dtype=np.int64), ids=list(ids), classes=list(written_classes))
+        raise DataError(f"{folder / LABELS_FILE} has counts {unknown} outside its classes {written_classes}: run prep.py again")
+    return Split(images=images, targets=np.array([index[c] for c in counts], dtype=np.int64), ids=ids, classes=written_classes)
+
+
+# --- auxiliary supervision (prep.py --auxiliary, train.py --auxiliary) ----------------------------------
+# Training with the auxiliary channel uses extended targets over [fewer, *classes, more]: index 0 is
+# "fewer items than the smallest class", 1..K the classes, K+1 "more than the largest". Evaluation and
+# serving see only the K class outputs (models.CountingModel.class_window, models.trim_head).
+
+
+def extended_target(count: int, classes: list[int]) -> int:
+    """A count's index in [fewer, *classes, more]."""
+    if count < classes[0]:
+        return 0
+    if count > classes[-1]:
+        return len(classes) + 1
+    if count not in classes:
+        raise DataError(f"count {count} lies between the classes {classes}: it is neither fewer nor more")
+    return classes.index(count) + 1
+
+
+def load_auxiliary(folder: str | Path, classes: list[int]) -> Split:
+    """prep.py's auxiliary channel (photos whose count is outside `classes`) with extended targets."""
+    folder = Path(folder)
+    if shards.is_sharded(folder):
+        raise DataError(f"{folder} is sharded: the auxiliary channel is written by prep.py --auxiliary in the arrays format")
+    images, ids, counts, written_classes = _read_channel(folder)
+    if written_classes != list(classes):
+        raise DataError(
+            f"{folder} was prepared for classes {written_classes}, expected {list(classes)}: prepare all channels with the same --classes"
+        )
+    targets = np.array([extended_target(c, list(classes)) for c in counts], dtype=np.int64)
+    return Split(images=images, targets=targets, ids=ids, classes=list(classes))
+
+
+class ConcatImages:
+    """Two or more uint8 [N, 224, 224, 3] arrays read as one by position (BatchDataset's fancy indexing)."""
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = parts
+        self.starts = np.cumsum([0, *(len(p) for p in parts)])
+        self.shape = (int(self.starts[-1]), *SHAPE)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.empty((len(positions), *SHAPE), dtype=np.uint8)
+        part_of = np.searchsorted(self.starts, positions, side="right") - 1
+        for part in np.unique(part_of):
+            rows = np.flatnonzero(part_of == part)
+            out[rows] = self.parts[part][positions[rows] - self.starts[part]]
+        return out
+
+
+def with_auxiliary(train: Split, auxiliary: Split) -> Split:
+    """The training split followed by the auxiliary photos, all with extended targets."""
+    return Split(
+        images=ConcatImages([train.images, auxiliary.images]),
+        targets=np.concatenate([train.targets + 1, auxiliary.targets]),
+        ids=[*train.ids, *auxiliary.ids],
+        classes=train.classes,
+    )
 
 
 def load_sharded_split(folder: Path, classes: list[int] | None = None) -> Split:

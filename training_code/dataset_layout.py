@@ -28,6 +28,9 @@ LAYOUT = (
 # prep.py's npy split folders (dataset.py reads them): the pixels and their labels
 SPLIT_IMAGES_FILE = "images.npy"
 SPLIT_LABELS_FILE = "labels.json"
+# prep.py --auxiliary's photos whose count is outside the classes, a folder inside the train split (so that
+# they travel with the train channel) in the same format; train.py trains on them as "fewer" / "more".
+AUXILIARY_FOLDER = "auxiliary"
 FILE_LIST_FORMAT = '{"<count>": ["data/metadata/<id>.json", ...], ...} (the Udacity file_list.json)'
 
 

@@ -172,6 +172,9 @@ class CountingModel(nn.Module):
         self.register_buffer("std", torch.tensor(preprocessing_spec.STD).view(1, 3, 1, 1) * 255.0, persistent=False)
         # Temperature scaling (calibration.py): fitted after training, kept in model_meta.json, not in model.pth.
         self.register_buffer("temperature", torch.ones(()), persistent=False)
+        # Outputs [start, stop) that evaluation sees: a net trained with train.py --auxiliary has a "fewer"
+        # and a "more" output around the classes; trim_head() removes them before the model is saved.
+        self.class_window: tuple[int, int] | None = None
 
     def set_temperature(self, temperature: float) -> None:
         if not temperature > 0:
@@ -187,6 +190,8 @@ class CountingModel(nn.Module):
             # NCHW here: dim 2 = rows (vertical flip), dim 3 = columns (horizontal flip); one batch of 4N.
             x = torch.cat([x, x.flip(2), x.flip(3), x.flip(2).flip(3)])
         logits = self.net((x - self.mean) / self.std) / self.temperature
+        if self.class_window is not None and not self.training:
+            logits = logits[..., self.class_window[0] : self.class_window[1]]
         return logits.unflatten(0, (views, -1))  # the batch size stays symbolic for tracing/export
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -195,6 +200,22 @@ class CountingModel(nn.Module):
             return views[0]
         # log(mean_v softmax(z_v)) computed stably; softmax of it is the mean of the views' probabilities.
         return torch.logsumexp(views.float().log_softmax(dim=-1), dim=0) - math.log(views.shape[0])
+
+
+def trim_head(model: CountingModel) -> None:
+    """Cut the output layer down to `model.class_window` (the rows of its weight and bias), so that the net
+    itself returns exactly the logits evaluation saw: the saved model has one output per class."""
+    if model.class_window is None:
+        return
+    start, stop = model.class_window
+    linears = [m for name, m in model.net.named_modules() if f"{name}.".startswith(HEAD_PREFIXES) and isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model.net).__name__} has no Linear output layer under {', '.join(HEAD_PREFIXES)}")
+    output = linears[-1]  # the head's last Linear: the logits
+    output.weight = nn.Parameter(output.weight.detach()[start:stop].clone())
+    output.bias = nn.Parameter(output.bias.detach()[start:stop].clone())
+    output.out_features = stop - start
+    model.class_window = None
 
 
 def to_model_size(images: torch.Tensor, image_size: int) -> torch.Tensor:

@@ -186,7 +186,7 @@ def ids_to_read(source: LocalSource | S3Source, file_list: str | None) -> list[s
         raise PrepError(str(error)) from None
 
 
-def read_count(source: LocalSource | S3Source, image_id: str, classes: tuple[int, ...]) -> int:
+def read_count(source: LocalSource | S3Source, image_id: str, classes: tuple[int, ...], keep_outside: bool = False) -> int:
     data = source.read(dataset_layout.metadata_key(image_id))
     if data is None:
         raise Skip("missing_metadata")
@@ -194,7 +194,9 @@ def read_count(source: LocalSource | S3Source, image_id: str, classes: tuple[int
         count = dataset_layout.count_from_metadata(data)
     except dataset_layout.MetadataError as error:
         raise Skip("bad_metadata", str(error)) from None
-    if count not in classes:
+    # keep_outside (--auxiliary): fewer than the smallest or more than the largest class; a count between
+    # two classes (--classes 1,3) has no auxiliary target and is skipped as always.
+    if count not in classes and not (keep_outside and not classes[0] <= count <= classes[-1]):
         raise Skip("count_outside_classes", str(count))
     return count
 
@@ -269,7 +271,10 @@ def prepare(
     file_list: str | None = None,
     workers: int = 8,
     retries: int = 5,
+    auxiliary: bool = False,
 ) -> dict[str, Any]:
+    """The arrays format. With `auxiliary`, the photos with fewer or more items than `classes` are written to
+    OUTPUT/train/auxiliary/ (train.py trains on them as two extra outputs) instead of being skipped."""
     started = time.monotonic()
     source = open_source(source_uri, workers, retries)
     ids = ids_to_read(source, file_list)
@@ -283,7 +288,7 @@ def prepare(
         skipped.setdefault(why.reason, []).append(image_id)
 
     counts: dict[str, int] = {}
-    for image_id, count, why in parallel(lambda i: read_count(source, i, classes), ids, workers, "metadata"):
+    for image_id, count, why in parallel(lambda i: read_count(source, i, classes, auxiliary), ids, workers, "metadata"):
         if why:
             skip(image_id, why)
         else:
@@ -318,11 +323,19 @@ def prepare(
         assignment.update(split_of([i for i in valid if counts[i] == count]))
     splits_summary = {}
     for name, _ in SPLITS:
-        members = [i for i in valid if assignment[i] == name]  # id order: deterministic files
+        members = [i for i in valid if assignment.get(i) == name]  # id order: deterministic files
         member_counts = [counts[i] for i in members]
         write_channel(out / name, np.array([row_of[i] for i in members], dtype=np.int64), images, members, member_counts, classes)
         per_class = Counter(member_counts)
         splits_summary[name] = {"total": len(members), "per_class": {str(c): per_class.get(c, 0) for c in classes}}
+    auxiliary_summary = None
+    if auxiliary:  # every valid photo outside the classes: never in validation or test, so never scored
+        members = [i for i in valid if i not in assignment]
+        member_counts = [counts[i] for i in members]
+        if members:  # no folder without photos: train.py --auxiliary auto then trains on the classes alone
+            folder = out / "train" / dataset_layout.AUXILIARY_FOLDER
+            write_channel(folder, np.array([row_of[i] for i in members], dtype=np.int64), images, members, member_counts, classes)
+        auxiliary_summary = {"total": len(members), "per_count": {str(c): n for c, n in sorted(Counter(member_counts).items())}}
     del images
     staging.unlink()
 
@@ -339,6 +352,7 @@ def prepare(
         "skipped_by_reason": {reason: len(v) for reason, v in sorted(skipped.items())},
         "skipped_ids": {reason: sorted(v) for reason, v in sorted(skipped.items())},
         "splits": splits_summary,
+        "auxiliary": auxiliary_summary,
         "duration_seconds": round(time.monotonic() - started, 1),
     }
     assert summary["read"] == summary["written"] + summary["skipped"], "counts must reconcile"
@@ -552,6 +566,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="with --format shards: s3://bucket/prefix/ to upload each finished shard to (then deleted here, so the disk "
         "holds about one shard per split), followed by the manifests and the summary",
     )
+    parser.add_argument(
+        "--auxiliary",
+        action="store_true",
+        help="also write the photos with fewer or more items than --classes to OUTPUT/train/auxiliary/ instead of skipping "
+        "them (train.py trains on them as 'fewer' / 'more'; arrays format only)",
+    )
     return parser
 
 
@@ -562,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.format == "arrays" and (args.shard is not None or args.upload_to is not None):
         print("error: --shard and --upload-to need --format shards", file=sys.stderr)
+        return 2
+    if args.format == "shards" and args.auxiliary:
+        print("error: --auxiliary is written in the arrays format only: leave out --format shards or --auxiliary", file=sys.stderr)
         return 2
     if args.upload_to is not None:
         try:
@@ -576,11 +599,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.source, args.output, args.classes, args.file_list, args.workers, args.retries, shard, args.shard_size, args.upload_to
             )
         else:
-            summary = prepare(args.source, args.output, args.classes, args.file_list, args.workers, args.retries)
+            summary = prepare(args.source, args.output, args.classes, args.file_list, args.workers, args.retries, args.auxiliary)
     except PrepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     splits = ", ".join(f"{name} {s['total']}" for name, s in summary["splits"].items())
+    if summary.get("auxiliary"):
+        splits += f", auxiliary {summary['auxiliary']['total']}"
     print(f"read {summary['read']}, written {summary['written']} ({splits}), skipped {summary['skipped']} {summary['skipped_by_reason']}")
     return 0
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import calibration
 import dataset
+import dataset_layout
 import engine
 import metrics_format
 import models
@@ -51,6 +52,7 @@ CHECKPOINT_PREFIX = "checkpoint-epoch"
 KEEP_CHECKPOINTS = 2  # the newest two: if a spot interruption cuts the last write, the previous one loads
 # Test hook: when set, every rank writes rank<r>.sha256 of its final weights into this folder.
 WEIGHTS_HASH_ENV = "INVMON_WEIGHTS_HASH_DIR"
+AUXILIARY_AUTO, AUXILIARY_NONE = "auto", "none"  # --auxiliary's two keywords (else a folder)
 # The hyperparameters model_meta.json records (the rest are the architecture's, stored beside them).
 META_HYPERPARAMETERS = (
     "lr",
@@ -125,6 +127,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validation", default=env("SM_CHANNEL_VALIDATION"), help="validation channel")
     parser.add_argument("--test", default=env("SM_CHANNEL_TEST"), help="optional test channel for the final evaluation report")
     parser.add_argument("--pretrained", default=env("SM_CHANNEL_PRETRAINED"), help="optional channel holding <model>.pth ImageNet weights")
+    parser.add_argument(
+        "--auxiliary",
+        default=AUXILIARY_AUTO,
+        help="photos with fewer or more items than the classes (prep.py --auxiliary), trained as two extra outputs that the "
+        f"saved model drops: '{AUXILIARY_AUTO}' (default) uses the train channel's {dataset_layout.AUXILIARY_FOLDER}/ folder when "
+        f"prep wrote one, '{AUXILIARY_NONE}' never, or a folder",
+    )
     parser.add_argument("--model-dir", default=env("SM_MODEL_DIR", "model"), help="where the servable model dir is written")
     parser.add_argument("--output-data-dir", default=env("SM_OUTPUT_DATA_DIR", "output"), help="evaluation.json and PNGs")
     parser.add_argument(
@@ -274,6 +283,7 @@ class Data:
     test: dataset.Split | None
     loader: torch.utils.data.DataLoader
     sampler: torch.utils.data.DistributedSampler
+    auxiliary: dataset.Split | None = None  # --auxiliary: trained on together with train, never scored
 
     @property
     def classes(self) -> list[int]:
@@ -300,24 +310,42 @@ def make_shard_loader(channel: shards.Channel, args: argparse.Namespace, rank: i
     return loader, stream
 
 
+def auxiliary_folder(args: argparse.Namespace) -> Path | None:
+    """The auxiliary photos' folder --auxiliary chooses, or None: train without them."""
+    if args.auxiliary == AUXILIARY_NONE:
+        return None
+    if args.auxiliary == AUXILIARY_AUTO:
+        folder = Path(args.train) / dataset_layout.AUXILIARY_FOLDER
+        return folder if (folder / dataset_layout.SPLIT_LABELS_FILE).is_file() else None
+    return Path(args.auxiliary)
+
+
 def load_data(args: argparse.Namespace, processes: Processes) -> Data:
     """The three channels (validation and test must use train's classes) and this rank's loader."""
     train_split = dataset.load_split(args.train)
     classes = train_split.classes
     validation_split = dataset.load_split(args.validation, classes)
     test_split = dataset.load_split(args.test, classes) if args.test else None
+    folder = auxiliary_folder(args)
+    auxiliary = dataset.load_auxiliary(folder, classes) if folder else None
     if processes.rank == 0:
         logger.info(
-            "world %d on %s; train %d, validation %d, test %d images; classes %s",
+            "world %d on %s; train %d (+%d auxiliary), validation %d, test %d images; classes %s",
             processes.world,
             processes.device,
             len(train_split),
+            len(auxiliary or []),
             len(validation_split),
             len(test_split or []),
             classes,
         )
-    loader, sampler = make_loader(train_split, args, processes.rank, processes.world)
-    return Data(train_split, validation_split, test_split, loader, sampler)
+    trained = train_split
+    if auxiliary is not None:
+        if isinstance(train_split.images, shards.ShardImages):
+            raise dataset.DataError(f"--auxiliary needs a train channel in the arrays format; {args.train} is sharded")
+        trained = dataset.with_auxiliary(train_split, auxiliary)
+    loader, sampler = make_loader(trained, args, processes.rank, processes.world)
+    return Data(train_split, validation_split, test_split, loader, sampler, auxiliary)
 
 
 # --- model, optimizer, schedule -----------------------------------------------------------------------
@@ -371,7 +399,11 @@ def build_training(args: argparse.Namespace, classes: list[int], processes: Proc
     """The model (the same initial weights on every rank), AdamW, warm-up + cosine over the whole run, and
     the float16 loss scaler."""
     torch.manual_seed(args.seed)
-    net = models.build_model(args.model, len(classes), args.head, args.image_size, pretrained_path(args)).to(processes.device)
+    with_auxiliary = auxiliary_folder(args) is not None
+    outputs = len(classes) + 2 if with_auxiliary else len(classes)  # [fewer, *classes, more] with auxiliary photos
+    net = models.build_model(args.model, outputs, args.head, args.image_size, pretrained_path(args)).to(processes.device)
+    if with_auxiliary:
+        net.class_window = (1, len(classes) + 1)  # evaluation sees the classes only
     if processes.on_gpu:
         net = net.to(memory_format=torch.channels_last)
     model = net
@@ -434,6 +466,7 @@ def run_identity(args: argparse.Namespace, classes: list[int]) -> dict[str, Any]
         "head": args.head,
         "image_size": args.image_size,
         "classes": classes,
+        "auxiliary": auxiliary_folder(args) is not None,
         "seed": args.seed,
         "epochs": args.epochs,
     }
@@ -679,6 +712,7 @@ def model_meta(
         "metrics": {k: report[k] for k in ("accuracy", "rmse", "rmse_expected", "off_by_one", "majority_baseline", "n")}
         | {"split": report["split"], "ece": report["calibration"]["ece"]},
         "train_class_counts": {str(c): int(n) for c, n in zip(data.classes, train_class_counts(data), strict=True)},
+        "auxiliary_photos": len(data.auxiliary or []),
         "hyperparameters": {k: v for k, v in vars(args).items() if k in META_HYPERPARAMETERS},
         "history": history,
     }
@@ -711,6 +745,7 @@ def export(args: argparse.Namespace, data: Data, training: Training, progress: P
     """Keep the chosen epoch's weights, calibrate, score the final split; rank 0 writes the model dir and the report."""
     net = training.net
     kept_epoch = keep_weights(args, net, progress)
+    models.trim_head(net)  # --auxiliary: drop the "fewer"/"more" outputs; what follows is the served model
     net.tta = args.tta  # from here on the model is what serving runs: temperature fit, final report, export
     temperature = fit_temperature(net, data.validation, args, processes)
     report = final_report(args, data, net, temperature, kept_epoch, model_version(args), processes)

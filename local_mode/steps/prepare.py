@@ -64,7 +64,9 @@ def run(ctx: RunContext, step_dir: Path) -> dict[str, Any]:
     if options["max_images"]:
         file_list = _subset_file_list(source, file_list, settings.classes, options["max_images"], step_dir / "file_list.json")
         ctx.log(f"Using at most {options['max_images']} photos: {file_list}")
-    command = [*script("prep.py"), "--source", str(source), "--output", str(step_dir), "--classes", classes_arg]
+    # --auxiliary as the pipeline's npy Prepare: photos with fewer or more items than the classes go to
+    # train/auxiliary/ and train.py trains on them (synthetic bins have none, so the demo is unchanged).
+    command = [*script("prep.py"), "--source", str(source), "--output", str(step_dir), "--classes", classes_arg, "--auxiliary"]
     if file_list:
         command += ["--file-list", str(file_list)]
     ctx.log(f"prep.py: decoding and splitting {source} ...")

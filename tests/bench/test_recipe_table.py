@@ -25,7 +25,8 @@ def test_the_docs_table_is_the_generated_one_with_every_run() -> None:
     assert f"{recipe_table.BEGIN}\n{table}{recipe_table.END}" in docs, "run: python -m bench.recipe_table --write"
 
 
-def test_the_default_recipe_is_the_swept_winner_with_flips() -> None:
+def test_the_default_recipe_is_the_measured_winner_with_auxiliary_photos_and_flips() -> None:
     default = real_data_accuracy.RECIPES[real_data_accuracy.DEFAULT_RECIPE]
-    assert default == [*real_data_accuracy.RECIPES["lite0-im-192-e10-bb0.3-cl0.5"], "--tta", "flip4"]
+    assert default == [*real_data_accuracy.RECIPES["lite0-im-160-e6-cl0.5-flip4"][:7], "4", "--lr", "0.001", "--batch-size", "64",
+        "--count-loss-weight", "0.5", "--tta", "flip4", "--auxiliary", "auto"]  # fmt: skip
     assert real_data_accuracy.get_args_parser().parse_args([]).recipe == real_data_accuracy.DEFAULT_RECIPE

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import metrics_format
+import prep
 import pytest
 import search_space
 from moto import mock_aws
@@ -594,6 +595,7 @@ PREPARED_DEFAULT_ARGUMENTS = [
     "1,2,3,4,5",
     "--output",
     "/opt/ml/processing/output",
+    "--auxiliary",  # issue 12: photos with 0 or 6+ items go to train/auxiliary/, which train.py trains on
 ]
 
 
@@ -606,6 +608,8 @@ def _assert_npy_splits(events: History) -> None:
     prepare = _prepare_request(events)
     assert prepare["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
     assert prepare["AppSpecification"]["ContainerArguments"] == PREPARED_DEFAULT_ARGUMENTS
+    parsed = prep.get_args_parser().parse_args(PREPARED_DEFAULT_ARGUMENTS)  # prep.py's own parser accepts the request
+    assert parsed.auxiliary and parsed.format == "arrays"
     channels = _channels(_only(events.scheduled(SM, "createTrainingJob.sync")))
     assert {c["S3DataDistributionType"] for c in channels.values()} == {"FullyReplicated"}
     assert channels["train"]["S3Uri"].endswith("/prepare/train/")
@@ -624,6 +628,8 @@ def _assert_shards(events: History, *, instances: int, subset: bool) -> None:
         assert args[args.index("--file-list") + 1] == FILE_LIST_PATH
     prepared = prepare["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
     assert args[args.index("--upload-to") + 1] == prepared  # shards go to S3 as they finish, where the output goes
+    parsed = prep.get_args_parser().parse_args(args)
+    assert parsed.format == "shards" and not parsed.auxiliary  # prep.py refuses --auxiliary with shards
     requests = [_only(events.scheduled(SM, "createTrainingJob.sync"))]
     requests += [t["TrainingJobDefinition"] for t in events.scheduled(SM, "createHyperParameterTuningJob.sync")]
     for request in requests:
