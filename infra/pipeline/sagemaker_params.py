@@ -126,7 +126,7 @@ def prepare_arguments(s: DefinitionSettings, *, subset: bool, shards: bool) -> s
     `--upload-to` the run's prepare/ prefix: prep uploads each finished shard and deletes it, so an instance's
     volume holds about a shard per split (the EndOfJob output then adds only the manifests and summaries).
     npy splits also get `--auxiliary`: the photos with fewer or more items than the classes go to train/auxiliary/,
-    which travels with the train channel and which train.py trains on (issue 12: +3.1 points of test top-1)."""
+    which travels with the train channel and which train.py trains on (issue 12, docs/benchmarks.md §5a)."""
     classes = ",".join(str(c) for c in s.config.classes)
     file_list = f", '--file-list', '{FILE_LIST_PATH}'" if subset else ""
     data_format = ", '--format', 'shards', '--upload-to', $.paths.prepared" if shards else ", '--auxiliary'"
