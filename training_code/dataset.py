@@ -92,10 +92,8 @@ def load_split(folder: str | Path, classes: list[int] | None = None) -> Split:
 
 def extended_target(count: int, classes: list[int]) -> int:
     """A count's index in [fewer, *classes, more]."""
-    if count < classes[0]:
-        return 0
-    if count > classes[-1]:
-        return len(classes) + 1
+    if dataset_layout.is_auxiliary_count(count, classes):
+        return 0 if count < classes[0] else len(classes) + 1
     if count not in classes:
         raise DataError(f"count {count} lies between the classes {classes}: it is neither fewer nor more")
     return classes.index(count) + 1

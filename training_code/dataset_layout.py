@@ -31,6 +31,14 @@ SPLIT_LABELS_FILE = "labels.json"
 # prep.py --auxiliary's photos whose count is outside the classes, a folder inside the train split (so that
 # they travel with the train channel) in the same format; train.py trains on them as "fewer" / "more".
 AUXILIARY_FOLDER = "auxiliary"
+
+
+def is_auxiliary_count(count: int, classes: tuple[int, ...] | list[int]) -> bool:
+    """Fewer items than the smallest class or more than the largest: a prep.py --auxiliary photo. A count
+    between two classes (--classes 1,3) is neither and has no auxiliary target."""
+    return count < classes[0] or count > classes[-1]
+
+
 FILE_LIST_FORMAT = '{"<count>": ["data/metadata/<id>.json", ...], ...} (the Udacity file_list.json)'
 
 

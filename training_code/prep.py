@@ -194,9 +194,7 @@ def read_count(source: LocalSource | S3Source, image_id: str, classes: tuple[int
         count = dataset_layout.count_from_metadata(data)
     except dataset_layout.MetadataError as error:
         raise Skip("bad_metadata", str(error)) from None
-    # keep_outside (--auxiliary): fewer than the smallest or more than the largest class; a count between
-    # two classes (--classes 1,3) has no auxiliary target and is skipped as always.
-    if count not in classes and not (keep_outside and not classes[0] <= count <= classes[-1]):
+    if count not in classes and not (keep_outside and dataset_layout.is_auxiliary_count(count, classes)):
         raise Skip("count_outside_classes", str(count))
     return count
 

@@ -395,11 +395,12 @@ def lr_lambda(total_steps: int):
     return factor
 
 
-def build_training(args: argparse.Namespace, classes: list[int], processes: Processes, steps_per_epoch: int) -> Training:
+def build_training(
+    args: argparse.Namespace, classes: list[int], processes: Processes, steps_per_epoch: int, with_auxiliary: bool = False
+) -> Training:
     """The model (the same initial weights on every rank), AdamW, warm-up + cosine over the whole run, and
     the float16 loss scaler."""
     torch.manual_seed(args.seed)
-    with_auxiliary = auxiliary_folder(args) is not None
     outputs = len(classes) + 2 if with_auxiliary else len(classes)  # [fewer, *classes, more] with auxiliary photos
     net = models.build_model(args.model, outputs, args.head, args.image_size, pretrained_path(args)).to(processes.device)
     if with_auxiliary:
@@ -772,7 +773,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     """Train (resuming this run's newest checkpoint) and export; None when --stop-after-epochs stopped it."""
     processes = setup_processes(args)
     data = load_data(args, processes)
-    training = build_training(args, data.classes, processes, len(data.loader))
+    training = build_training(args, data.classes, processes, len(data.loader), with_auxiliary=data.auxiliary is not None)
     identity = run_identity(args, data.classes)
     progress = resume(Path(args.checkpoint_dir), identity, training, processes)
     if not train_epochs(args, data, training, progress, identity, processes):
