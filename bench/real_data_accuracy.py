@@ -77,6 +77,10 @@ RECIPES: dict[str, list[str]] = {
             # Issue 12's auxiliary supervision: the 3,041 photos with 0 or 6+ items (prep.py --auxiliary,
             # train/auxiliary/) trained as "fewer"/"more"; 4 epochs of 6,677 photos cost about 6 of 3,636.
             ("imagenet", 160, 4, "0.001", "-cl0.5-aux-flip4", ["--count-loss-weight", "0.5", "--tta", "flip4", "--auxiliary", "auto"]),
+            # third sweep (GPU): the auxiliary photos over the sweeps' longer schedules
+            ("imagenet", 160, 10, "0.001", "-cl0.5-aux-flip4", ["--count-loss-weight", "0.5", "--tta", "flip4", "--auxiliary", "auto"]),
+            ("imagenet", 192, 10, "0.002", "-bb0.3-cl0.5-aux-flip4", [
+                "--backbone-lr-scale", "0.3", "--count-loss-weight", "0.5", "--tta", "flip4", "--auxiliary", "auto"]),
             ("imagenet", 224, 8, "0.001", "", []),
             ("imagenet", 224, 10, "0.002", "-bb0.3-cl0.5", ["--backbone-lr-scale", "0.3", "--count-loss-weight", "0.5"]),
         )

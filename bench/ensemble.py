@@ -1,0 +1,151 @@
+"""Seed ensembles and other what-ifs scored from the served models' test probabilities (issue 12).
+
+    # where the models are (the GPU machine after bench.recipe_sweep): one npz of every member's served probabilities
+    python -m bench.ensemble dump --test PREPARED/test --models RUN/model [RUN/model ...] --out probs.npz
+    # anywhere: score each member and the mean of the first k members of every group
+    python -m bench.ensemble score --probabilities probs.npz --groups NAME=MEMBER,MEMBER,... [...] --out result.json
+
+A member's probabilities are exactly what inference.py serves (its stored temperature and test-time flips applied),
+so an ensemble here is the mean of what its members would answer. The test split is the one every recipe is scored
+on (prep's test split of ../shared/abid); the targets travel in the npz, with the photo ids to prove the order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import common
+
+
+def served_probabilities(model_dir: Path, test_dir: Path) -> tuple[np.ndarray, Any]:
+    """[N, classes] probabilities the served model gives for the test split, and the split."""
+    import dataset
+    import engine
+    import inference
+
+    loaded = inference.load_model(model_dir)
+    split = dataset.load_split(test_dir, loaded.classes)
+    logits = engine.predict_logits(loaded.model, split, 128, loaded.device)
+    return logits.softmax(dim=1).numpy(), split
+
+
+def dump(models: list[Path], test_dir: Path, out: Path, prefix: str = "") -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for model_dir in models:
+        probabilities, split = served_probabilities(model_dir, test_dir)
+        arrays[prefix + member_name(model_dir)] = probabilities.astype(np.float32)
+        arrays["_targets"], arrays["_ids"] = np.asarray(split.targets), np.asarray(split.ids)
+        print(f"{prefix + member_name(model_dir)}: {len(probabilities)} photos")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+
+
+def member_name(model_dir: Path) -> str:
+    """RUN/model -> RUN's folder name (bench.recipe_sweep names runs RECIPE-sSEED)."""
+    return model_dir.parent.name if model_dir.name == "model" else model_dir.name
+
+
+def score(probabilities: np.ndarray, targets: np.ndarray, classes: list[int]) -> dict[str, float]:
+    """The figures of docs/benchmarks.md's recipe table, from served probabilities, and issue 13's verification
+    AUROC (bench.verification_quality's seeded records: half changed by +-1 or +-2; mismatch score 1 - p_match)."""
+    import calibration
+
+    counts = np.asarray(classes, dtype=np.float64)
+    predicted = probabilities.argmax(axis=1)
+    expected = probabilities @ counts
+    truth = counts[targets]
+    return {
+        "accuracy": float(np.mean(predicted == targets)),
+        "rmse": float(np.sqrt(np.mean((counts[predicted] - truth) ** 2))),
+        "rmse_expected": float(np.sqrt(np.mean((expected - truth) ** 2))),
+        "off_by_one": float(np.mean(np.abs(counts[predicted] - truth) <= 1)),
+        "ece": calibration.expected_calibration_error(probabilities, targets),
+        "accuracy_most_confident_50": calibration.accuracy_at_coverage(probabilities, targets, 0.5),
+        "accuracy_most_confident_75": calibration.accuracy_at_coverage(probabilities, targets, 0.75),
+        "verification_auroc": verification_auroc(probabilities, targets, classes),
+    }
+
+
+def verification_auroc(probabilities: np.ndarray, targets: np.ndarray, classes: list[int]) -> float:
+    from bench import verification_quality as vq
+
+    records, wrong, _ = vq.corrupt_records([classes[t] for t in targets], classes, vq.RECORDS_SEED)
+    p_match = probabilities[np.arange(len(records)), [classes.index(r) for r in records]]
+    return vq.auroc(1.0 - p_match.astype(np.float64), wrong)
+
+
+def score_groups(arrays: dict[str, np.ndarray], groups: dict[str, list[str]], classes: list[int]) -> list[dict[str, Any]]:
+    """One row per member, and per group one row for the mean of its first k members, k = 2..len(group)."""
+    targets = arrays["_targets"]
+    rows = [{"members": [name], **score(arrays[name], targets, classes)} for name in sorted(set(sum(groups.values(), [])))]
+    for group, members in groups.items():
+        for k in range(2, len(members) + 1):
+            mean = np.mean([arrays[m] for m in members[:k]], axis=0)
+            rows.append({"group": group, "k": k, "members": members[:k], **score(mean, targets, classes)})
+    return rows
+
+
+def parse_groups(specs: list[str], available: set[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        name, _, members = spec.partition("=")
+        names = [m for m in members.split(",") if m]
+        missing = [m for m in names if m not in available]
+        if not name or not names:
+            raise common.BenchError(f"--groups {spec!r}: expected NAME=MEMBER,MEMBER,...")
+        if missing:
+            raise common.BenchError(f"--groups {spec!r}: unknown member(s) {', '.join(missing)} (the file has {sorted(available)})")
+        groups[name] = names
+    return groups
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Score seed ensembles from served test probabilities.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    dump_parser = verbs.add_parser("dump", help="write every model's served test probabilities into one npz")
+    dump_parser.add_argument("--test", type=Path, required=True, help="prep.py's test split")
+    dump_parser.add_argument("--models", type=Path, nargs="+", required=True, help="train.py model dirs")
+    dump_parser.add_argument("--out", type=Path, required=True, help="the npz to write")
+    dump_parser.add_argument("--prefix", default="", help="prepended to every member's name (e.g. refit-)")
+    score_parser = verbs.add_parser("score", help="score members and ensembles from a dump")
+    score_parser.add_argument("--probabilities", type=Path, required=True, help="a dump's npz")
+    score_parser.add_argument("--classes", default="1,2,3,4,5", help="the models' classes, in order")
+    score_parser.add_argument("--groups", nargs="+", default=[], help="NAME=MEMBER,MEMBER,...: ensembles of the first k")
+    score_parser.add_argument("--out", type=Path, help="result JSON (default: print only)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        if args.verb == "dump":
+            dump(args.models, args.test, args.out, args.prefix)
+            return 0
+        if not args.probabilities.is_file():
+            raise common.BenchError(f"--probabilities {args.probabilities}: no such file (write one with `bench.ensemble dump`)")
+        with np.load(args.probabilities) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        members = {name for name in arrays if not name.startswith("_")}
+        rows = score_groups(arrays, parse_groups(args.groups, members), [int(c) for c in args.classes.split(",")])
+    except common.BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for row in rows:
+        label = f"{row['group']} k={row['k']}" if "group" in row else row["members"][0]
+        print(
+            f"{label:48s} top-1 {row['accuracy']:.4f} rmse {row['rmse']:.3f} within-1 {row['off_by_one']:.3f} "
+            f"ece {row['ece']:.3f} top50 {row['accuracy_most_confident_50']:.3f} auroc {row['verification_auroc']:.3f}"
+        )
+    if args.out:
+        args.out.write_text(json.dumps({"benchmark": "ensemble", "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
