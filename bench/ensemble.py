@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             f"ece {row['ece']:.3f} top50 {row['accuracy_most_confident_50']:.3f} auroc {row['verification_auroc']:.3f}"
         )
     if args.out:
-        args.out.write_text(json.dumps({"benchmark": "ensemble", "command": common.command_line("bench.ensemble", argv), "rows": rows}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps({"benchmark": "ensemble", "command": common.command_line("bench.ensemble", argv), "rows": rows}, indent=2) + "\n"
+        )
     return 0
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import verification
 
 from bench import common
 
@@ -69,10 +70,13 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def predict_split(model_dir: Path, images: np.ndarray, batch_size: int = 32) -> tuple[list[dict[str, float]], list[int], str]:
+def predict_split(model_dir: Path, images: np.ndarray, views: str, batch_size: int = 32) -> tuple[list[dict[str, float]], list[int], str]:
     import inference
 
-    model = inference.model_fn(str(model_dir))
+    from local_mode.verify import container_environment
+
+    with container_environment(inference.VIEWS_ENV, views):  # as Batch Transform's Environment sets it
+        model = inference.model_fn(str(model_dir))
     rows: list[dict[str, float]] = []
     reply: dict[str, Any] = {}
     for start in range(0, len(images), batch_size):
@@ -97,13 +101,13 @@ def corrupt_records(true_counts: list[int], classes: list[int], seed: int) -> tu
     return records, wrong, deltas
 
 
-def quality(model_dir: Path, split_dir: Path, seed: int) -> dict[str, Any]:
+def quality(model_dir: Path, split_dir: Path, seed: int, views: str) -> dict[str, Any]:
     import dataset
     import verification
 
     split = dataset.load_split(split_dir)
     started = time.perf_counter()
-    probs, classes, version = predict_split(model_dir, split.images)
+    probs, classes, version = predict_split(model_dir, split.images, views)
     seconds = time.perf_counter() - started
     true_counts = [split.classes[t] for t in split.targets]
     records, wrong, deltas = corrupt_records(true_counts, split.classes, seed)
@@ -136,6 +140,7 @@ def quality(model_dir: Path, split_dir: Path, seed: int) -> dict[str, Any]:
             )
     row = {
         "model_version": version,
+        "views": views,
         "classes": classes,
         "rows": len(records),
         "wrong_records": int(wrong.sum()),
@@ -175,14 +180,14 @@ def make_photos(target: Path, n: int) -> Path:
     return target
 
 
-def throughput(model_dir: Path, sizes: list[int], command: str, name: str = "verification_throughput") -> list[dict[str, Any]]:
+def throughput(model_dir: Path, sizes: list[int], command: str, views: str, name: str = "verification_throughput") -> list[dict[str, Any]]:
     rows = []
     for n in sizes:
         photos = make_photos(common.SCRATCH_DIR / f"verify_photos_{n}", n)
         output = common.SCRATCH_DIR / f"verify_out_{n}"
         shutil.rmtree(output, ignore_errors=True)
         child = [sys.executable, "-m", "local_mode.verify", "--model-dir", str(model_dir), "--photos", str(photos)]
-        child += ["--records", str(photos / "records.csv"), "--output", str(output), "--no-progress"]
+        child += ["--records", str(photos / "records.csv"), "--output", str(output), "--views", views, "--no-progress"]
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         log_path = output.parent / f"verify_{n}.log"  # a file, not a pipe: a full pipe would stall the child
@@ -196,6 +201,7 @@ def throughput(model_dir: Path, sizes: list[int], command: str, name: str = "ver
         rows.append(
             {
                 "photos": n,
+                "views": views,
                 "seconds": round(seconds, 1),
                 "photos_per_s": round(n / seconds, 1),
                 "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
@@ -223,6 +229,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=PREPARED / "test", help="prep.py test split (images.npy + labels.json)")
     parser.add_argument("--seed", type=int, default=RECORDS_SEED)
     parser.add_argument("--sizes", default="1000,10000", help="photo counts for the throughput part")
+    parser.add_argument("--views", choices=verification.VIEWS, default=verification.DEFAULT_BULK_VIEWS, help="what the model serves")
     parser.add_argument("--tag", default="", help="suffix of the result files' names (keeps another model's figures beside these)")
     return parser
 
@@ -234,12 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         command = common.command_line("bench.verification_quality", argv)
         suffix = f"_{args.tag}" if args.tag else ""
         if args.part in ("quality", "all"):
-            result = quality(model_dir, args.data, args.seed)
+            result = quality(model_dir, args.data, args.seed, args.views)
             path = common.write_result(f"verification_quality{suffix}", command, [result["row"]], {"threshold_sweep": result["sweep"]})
             print(json.dumps(result["row"], indent=2))
             print(f"-> {common.display(path)}")
         if args.part in ("throughput", "all"):
-            throughput(model_dir, [int(s) for s in args.sizes.split(",")], command, f"verification_throughput{suffix}")
+            throughput(model_dir, [int(s) for s in args.sizes.split(",")], command, args.views, f"verification_throughput{suffix}")
             print(f"-> {common.display(common.RESULTS_DIR / f'verification_throughput{suffix}.json')}")
     except common.BenchError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+import verification
 from count_api.settings import ApiSettings, endpoint_name_for
 
 if TYPE_CHECKING:  # only for the type hint: keeps `python -m infra.config` free of jsii start-up
@@ -196,6 +197,7 @@ class AppConfig:
     verify_mismatch_threshold: float
     verify_instance_type: str
     verify_instance_count: int
+    verify_views: str
 
     @property
     def endpoint_name(self) -> str:
@@ -258,6 +260,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "verify_mismatch_threshold": _float(0.0, 1.0),
     "verify_instance_type": _pattern(_INSTANCE_TYPE, "expected a SageMaker instance type like ml.m5.xlarge"),
     "verify_instance_count": _int(1, 20),
+    "verify_views": _choice(verification.VIEWS),
 }
 
 CONTEXT_KEYS: dict[str, str] = {field: _camel(field) for field in PARSERS}
@@ -307,6 +310,7 @@ DESCRIPTIONS: dict[str, str] = {
     "verify_mismatch_threshold": "Bin verification: `p_match` at or below this is verdict `mismatch`; between the two is `review`",
     "verify_instance_type": "Verify bins: Batch Transform instance type (the execution input's instanceType overrides it)",
     "verify_instance_count": "Verify bins: Batch Transform instance count (the execution input's instanceCount overrides it)",
+    "verify_views": "Verify bins: `one` serves each photo alone (4x less compute), `served` the model's test-time flips too",
 }
 
 

@@ -8,11 +8,13 @@ come from there); --records is a CSV `bin_id,expected_count` (without it: metada
 EXPECTED_QUANTITY). The same three steps as on AWS, on the same code:
   1. prepare    training_code/verify_prepare.py -> OUTPUT/batches/*.npy + OUTPUT/records/
   2. transform  each batch file (deleted once predicted, unless --keep-batches) through inference.py's model_fn / input_fn / predict_fn / output_fn, exactly
-                what SageMaker Batch Transform runs, reply written as OUTPUT/predictions/<batch>.out
+                what SageMaker Batch Transform runs, reply written as OUTPUT/predictions/<batch>.out; --views one
+                (the default, as cdk.json verifyViews) serves each photo alone at the model's single-view temperature
   3. report     training_code/verify_report.py -> OUTPUT/report/{results.csv, summary.json, report.html}
 
 Resumable: stop it with Ctrl-C and run the same command again; prepare is skipped when it finished for the
-same inputs, and batch files whose .out exists are not predicted again. --fresh starts over.
+same inputs, and batch files whose .out exists are not predicted again; another model or --views predicts (and
+prepares) again. --fresh starts over.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +48,20 @@ def latest_model_dir(runs: Path = RUNS_DIR) -> Path:
     return candidates[-1].parent
 
 
-def _fingerprint_model(model_dir: Path) -> dict[str, Any]:
+def model_fingerprint(model_dir: Path, views: str) -> dict[str, Any]:
     stat = (model_dir / "model.pth").stat()
-    return {"model_dir": str(model_dir.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"model_dir": str(model_dir.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "views": views}
+
+
+def forget_other_model(output: Path, state: dict[str, Any], model: dict[str, Any]) -> None:
+    """Replies of another model (or other views) must not mix with this one's: they go, and prepare runs again
+    because predicted batch files were deleted."""
+    if state.get("model") in (None, model):
+        return
+    shutil.rmtree(output / "predictions", ignore_errors=True)
+    state.update(model=None, prepared=False)
+    _save_state(output, state)
+    print("transform: the replies in this output came from another model or views: preparing and predicting again")
 
 
 def _load_state(output: Path) -> dict[str, Any]:
@@ -92,15 +107,27 @@ def step_prepare(args: argparse.Namespace, output: Path, state: dict[str, Any]) 
     return summary
 
 
+@contextmanager
+def container_environment(name: str, value: str) -> Iterator[None]:
+    """`name`=`value` in os.environ while the model loads, as in the container; the process's own value after."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def step_transform(args: argparse.Namespace, model_dir: Path, output: Path, state: dict[str, Any]) -> None:
     """Batch Transform, in-process: one request per batch file, reply <batch>.out; done files are skipped."""
     import inference
     from tqdm import tqdm
 
     predictions = output / "predictions"
-    model = _fingerprint_model(model_dir)
-    if state.get("model") != model:
-        shutil.rmtree(predictions, ignore_errors=True)  # replies of another model must not mix with this one's
+    if state.get("model") != (model := model_fingerprint(model_dir, args.views)):
         state["model"] = model
         _save_state(output, state)
     predictions.mkdir(parents=True, exist_ok=True)
@@ -113,10 +140,11 @@ def step_transform(args: argparse.Namespace, model_dir: Path, output: Path, stat
         return
     load_started = time.perf_counter()
     try:
-        loaded = inference.model_fn(str(model_dir))
+        with container_environment(inference.VIEWS_ENV, args.views):  # what the Transform job's Environment sets
+            loaded = inference.model_fn(str(model_dir))
     except (ValueError, RuntimeError, KeyError, OSError) as error:
         raise VerifyError(f"cannot load the model in {model_dir}: {error}") from None
-    print(f"transform: model {loaded.model_version or '?'} loaded in {time.perf_counter() - load_started:.1f} s")
+    print(f"transform: model {loaded.model_version or '?'} ({loaded.views} views) loaded in {time.perf_counter() - load_started:.1f} s")
     started, failed = time.perf_counter(), []
     bar = tqdm(
         total=sum(n for _, n in batches), initial=done_photos, desc="transform", unit="photo", disable=not args.progress, dynamic_ncols=True
@@ -180,6 +208,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, help="output folder (default: RUN/verify)")
     parser.add_argument("--match-threshold", type=float, default=verification.DEFAULT_MATCH_THRESHOLD)
     parser.add_argument("--mismatch-threshold", type=float, default=verification.DEFAULT_MISMATCH_THRESHOLD)
+    parser.add_argument(
+        "--views",
+        choices=verification.VIEWS,
+        default=verification.DEFAULT_BULK_VIEWS,
+        help="one: each photo alone at its own temperature (4x less compute); served: the model's test-time flips too",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="photos per batch file (1-64)")
     parser.add_argument("--workers", type=int, default=4, help="parallel photo reads/decodes in prepare")
     parser.add_argument("--top", type=int, default=24, help="suspicious bins shown in report.html")
@@ -217,6 +251,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"model: {model_dir}\noutput: {output}")
     started = time.perf_counter()
     state = _load_state(output)
+    forget_other_model(output, state, model_fingerprint(model_dir, args.views))
     step_prepare(args, output, state)
     step_transform(args, model_dir, output, state)
     summary = step_report(args, output)

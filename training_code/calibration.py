@@ -50,6 +50,16 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float(np.clip(log_t.exp().item(), *TEMPERATURE_RANGE))
 
 
+def fit_temperatures(view_logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """model_meta.json's two temperatures from per-view logits at T = 1 ([views, N, classes], view 0 = the photo as
+    it is): `temperature` for the path the model serves (all views averaged), `single_view_temperature` for serving
+    the photo alone (inference.py's "one" view, e.g. bulk verification). The same number when there is one view."""
+    if view_logits.dim() == 2:
+        view_logits = view_logits.unsqueeze(0)
+    served = fit_temperature(view_logits, targets)
+    return {"temperature": served, "single_view_temperature": fit_temperature(view_logits[0], targets) if len(view_logits) > 1 else served}
+
+
 def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> float:
     """Sum over equal-width confidence bins of |accuracy - mean confidence| x share of photos in the bin."""
     confidence, correct = _confidence_and_correct(probabilities, targets)

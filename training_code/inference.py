@@ -21,6 +21,7 @@ import numpy as np
 import preprocessing_spec
 import serving_runtime
 import torch
+import verification
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -30,6 +31,8 @@ SHAPE = preprocessing_spec.SHAPE
 # Frozen TorchScript serves 1.1-2x faster than eager on CPU with the same outputs (docs/benchmarks.md,
 # model latency); INVMON_TORCHSCRIPT=0 serves the eager model.
 TORCHSCRIPT_ENV = "INVMON_TORCHSCRIPT"
+# Which views a model with test-time flips serves (verification.py: the bulk path's contract, stdlib only).
+VIEWS_ENV, VIEWS = verification.VIEWS_ENV, verification.VIEWS
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +44,27 @@ class LoadedModel:
     model_version: str
     device: torch.device
     meta: dict[str, Any]
+    views: str = "served"  # VIEWS: what this process serves (model_fn reads VIEWS_ENV)
 
 
-def load_model(model_dir: str | Path, device: torch.device | None = None) -> LoadedModel:
-    """Rebuild the architecture from model_meta.json and load model.pth (weights only)."""
-    model_dir = Path(model_dir)
+def load_model(model_dir: str | Path, device: torch.device | None = None, views: str = "served") -> LoadedModel:
+    """The served model of a train.py model dir on `device`; `views` (VIEWS) picks the stored test-time flips or
+    the photo alone, each with its calibration temperature."""
+    if views not in VIEWS:
+        raise ValueError(f"views {views!r} is not supported: choose one of {', '.join(VIEWS)} ({VIEWS_ENV})")
+    model, meta = read_model_dir(Path(model_dir))
+    model.tta, temperature = served_views(meta, Path(model_dir) / "model_meta.json", views)  # tta: a plain attribute
+    model.set_temperature(temperature)  # calibrated probabilities (calibration.py)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    if device.type == "cpu" and os.environ.get(TORCHSCRIPT_ENV, "1") != "0":
+        # ONNX Runtime when installed, else frozen TorchScript, each only if it matches eager (serving_runtime.py).
+        model = serving_runtime.fastest_cpu_path(model, freeze_for_cpu)
+    return LoadedModel(model, [int(c) for c in meta["classes"]], str(meta.get("model_version", "")), device, meta, views)
+
+
+def read_model_dir(model_dir: Path) -> tuple[models.CountingModel, dict[str, Any]]:
+    """(the eager model rebuilt from model_meta.json with model.pth's weights, at T = 1 on the CPU; the meta)."""
     meta_path, weights_path = model_dir / "model_meta.json", model_dir / "model.pth"
     for path in (meta_path, weights_path):
         if not path.is_file():
@@ -55,7 +74,6 @@ def load_model(model_dir: str | Path, device: torch.device | None = None) -> Loa
         raise ValueError(
             f"the model was trained with preprocessing spec {meta.get('spec_version')!r}, this code uses {preprocessing_spec.SPEC_VERSION!r}"
         )
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = models.build_model(
         meta["architecture"],
         len(meta["classes"]),
@@ -64,12 +82,20 @@ def load_model(model_dir: str | Path, device: torch.device | None = None) -> Loa
         tta=meta.get("tta", "none"),  # test-time flips are part of the served model (models.CountingModel)
     )
     model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-    model.set_temperature(float(meta.get("temperature", 1.0)))  # calibrated probabilities (calibration.py)
-    model.to(device).eval()
-    if device.type == "cpu" and os.environ.get(TORCHSCRIPT_ENV, "1") != "0":
-        # ONNX Runtime when installed, else frozen TorchScript, each only if it matches eager (serving_runtime.py).
-        model = serving_runtime.fastest_cpu_path(model, freeze_for_cpu)
-    return LoadedModel(model, [int(c) for c in meta["classes"]], str(meta.get("model_version", "")), device, meta)
+    return model, meta
+
+
+def served_views(meta: dict[str, Any], meta_path: Path, views: str) -> tuple[str, float]:
+    """(tta, temperature) to serve: the stored flips with their temperature, or one view with its own."""
+    tta, temperature = meta.get("tta", "none"), float(meta.get("temperature", 1.0))
+    if views == "served" or tta == "none":
+        return tta, temperature
+    if "single_view_temperature" not in meta:
+        raise ValueError(
+            f"{meta_path} has no single_view_temperature, so its {tta} model cannot serve one view calibrated: "
+            f"fit it with `python calibrate.py --model DIR --validation SPLIT`, or serve views 'served'"
+        )
+    return "none", float(meta["single_view_temperature"])
 
 
 def freeze_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
@@ -90,7 +116,7 @@ def freeze_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
 def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    return load_model(model_dir)
+    return load_model(model_dir, views=os.environ.get(VIEWS_ENV, "served"))
 
 
 def _media_type(content_type: str | None) -> str:

@@ -47,7 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 logger = logging.getLogger("train")
 
 # Files the model dir's code/ folder needs to serve (inference.py and what it imports).
-SERVING_MODULES = ("inference.py", "models.py", "preprocessing_spec.py", "serving_runtime.py", "torchvision_compat.py")
+SERVING_MODULES = ("inference.py", "models.py", "preprocessing_spec.py", "serving_runtime.py", "torchvision_compat.py", "verification.py")
 CHECKPOINT_PREFIX = "checkpoint-epoch"
 KEEP_CHECKPOINTS = 2  # the newest two: if a spot interruption cuts the last write, the previous one loads
 # Test hook: when set, every rank writes rank<r>.sha256 of its final weights into this folder.
@@ -653,20 +653,25 @@ def keep_weights(args: argparse.Namespace, net: torch.nn.Module, progress: Progr
     return progress.history[-1]["epoch"] if progress.history else 0
 
 
-def fit_temperature(net: models.CountingModel, validation_split: dataset.Split, args: argparse.Namespace, processes: Processes) -> float:
-    """Fit the calibration temperature on the validation split (rank 0), share it and set it on the model.
-    Fitted on the path serving takes: with test-time flips, on the mean of the views' softmax(z / T)."""
-    temperature = torch.ones(1, dtype=torch.float64)
+def fit_temperatures(
+    net: models.CountingModel, validation_split: dataset.Split, args: argparse.Namespace, processes: Processes
+) -> dict[str, float]:
+    """Fit the calibration temperatures on the validation split (rank 0), share them and set the served one on the
+    model. Fitted on the path serving takes: with test-time flips, on the mean of the views' softmax(z / T); the
+    photo alone gets its own (calibration.fit_temperatures)."""
+    temperatures = torch.ones(2, dtype=torch.float64)
     if processes.rank == 0:
         net.set_temperature(1.0)
         logits = engine.predict_logits(net, validation_split, args.batch_size, processes.device, processes.amp_dtype, views=True)
-        temperature[0] = calibration.fit_temperature(logits, torch.from_numpy(validation_split.targets))
+        fitted = calibration.fit_temperatures(logits, torch.from_numpy(validation_split.targets))
+        temperatures[0], temperatures[1] = fitted["temperature"], fitted["single_view_temperature"]
     if processes.world > 1:
-        temperature = temperature.to(processes.device)
-        dist.broadcast(temperature, src=0)
-    net.set_temperature(float(temperature.item()))
-    logger.info("calibration temperature %.3f (fitted on the validation split)", temperature.item())
-    return float(temperature.item())
+        temperatures = temperatures.to(processes.device)
+        dist.broadcast(temperatures, src=0)
+    served, single = (float(t) for t in temperatures.tolist())
+    net.set_temperature(served)
+    logger.info("calibration temperature %.3f (single view %.3f), fitted on the validation split", served, single)
+    return {"temperature": served, "single_view_temperature": single}
 
 
 def model_version(args: argparse.Namespace) -> str:
@@ -697,7 +702,7 @@ def final_report(
 
 
 def model_meta(
-    args: argparse.Namespace, data: Data, report: dict[str, Any], temperature: float, history: list[dict[str, float]]
+    args: argparse.Namespace, data: Data, report: dict[str, Any], temperatures: dict[str, float], history: list[dict[str, float]]
 ) -> dict[str, Any]:
     """model_meta.json (docs/contracts.md): what serving needs to rebuild the model, and how it was made."""
     return {
@@ -707,7 +712,7 @@ def model_meta(
         "classes": data.classes,
         "spec_version": preprocessing_spec.SPEC_VERSION,
         "model_version": report["model_version"],
-        "temperature": temperature,
+        **temperatures,  # temperature (as served) and single_view_temperature (inference.py's views "one")
         "tta": args.tta,
         "kept_epoch": report["kept_epoch"],
         "metrics": {k: report[k] for k in ("accuracy", "rmse", "rmse_expected", "off_by_one", "majority_baseline", "n")}
@@ -748,12 +753,12 @@ def export(args: argparse.Namespace, data: Data, training: Training, progress: P
     kept_epoch = keep_weights(args, net, progress)
     models.trim_head(net)  # --auxiliary: drop the "fewer"/"more" outputs; what follows is the served model
     net.tta = args.tta  # from here on the model is what serving runs: temperature fit, final report, export
-    temperature = fit_temperature(net, data.validation, args, processes)
-    report = final_report(args, data, net, temperature, kept_epoch, model_version(args), processes)
+    temperatures = fit_temperatures(net, data.validation, args, processes)
+    report = final_report(args, data, net, temperatures["temperature"], kept_epoch, model_version(args), processes)
     if os.environ.get(WEIGHTS_HASH_ENV):
         write_weights_hash(net, os.environ[WEIGHTS_HASH_ENV], processes.rank)
     if processes.rank == 0:
-        save_model_dir(Path(args.model_dir), net, model_meta(args, data, report, temperature, progress.history))
+        save_model_dir(Path(args.model_dir), net, model_meta(args, data, report, temperatures, progress.history))
         scoring.write_report(report, args.output_data_dir, progress.history)
         logger.info(
             "%s accuracy %.4f, rmse %.3f, off-by-one %.3f (majority baseline %.4f)",

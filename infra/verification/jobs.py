@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import verification
 import verify_prepare
 import verify_report
 
@@ -92,6 +93,8 @@ def transform_job(s: DefinitionSettings) -> dict[str, Any]:
             "InstanceCount.$": "$.settings.instanceCount",
             "VolumeKmsKeyId": s.data_key_arn,
         },
+        # inference.py's model_fn reads it: one view (4x less compute) or the model's test-time flips too
+        "Environment": {verification.VIEWS_ENV: s.config.verify_views},
     }
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import boto3
+import calibrate
 import calibration
 import convert_weights
 import dataset
@@ -321,6 +322,23 @@ def test_training_with_flip4_serves_and_evaluates_flip_averaged_probabilities(pr
     assert ours["confusion_matrix"] == training_report["confusion_matrix"] and ours["tta"] == "flip4"
     assert ours["calibration"]["temperature"] == meta["temperature"]
     assert ours["calibration"]["ece"] == pytest.approx(training_report["calibration"]["ece"], abs=1e-4)
+    # One view (bulk verification): the photo alone at its own temperature, fitted on view 0 (the photo as it is).
+    targets = torch.from_numpy(validation.targets)
+    assert meta["single_view_temperature"] == pytest.approx(calibration.fit_temperature(views[0], targets), rel=1e-3)
+    single.set_temperature(meta["single_view_temperature"])
+    one_view = inference.load_model(tmp_path / "model", views="one")
+    assert one_view.views == "one"
+    with torch.no_grad():
+        expected = single(torch.from_numpy(batch)).softmax(dim=1).numpy()
+    for prediction, row in zip(inference.predict_fn(batch, one_view)["predictions"], expected, strict=True):
+        assert max(abs(prediction["probabilities"][str(c)] - row[i]) for i, c in enumerate((1, 2, 3, 4, 5))) < 1e-4
+    # calibrate.py refits both on the same split to the same numbers, and says where.
+    refit = tmp_path / "refit"
+    shutil.copytree(tmp_path / "model", refit)
+    refit_meta = calibrate.calibrate(refit, prepared / "validation")
+    assert refit_meta["temperature"] == pytest.approx(meta["temperature"], rel=1e-3)
+    assert refit_meta["single_view_temperature"] == pytest.approx(meta["single_view_temperature"], rel=1e-3)
+    assert json.loads((refit / "model_meta.json").read_text())["calibrated_on"]["photos"] == len(validation)
 
 
 def test_evaluate_reports_calibration_and_a_reliability_diagram(trained: Path, prepared: Path, tmp_path: Path) -> None:

@@ -12,10 +12,12 @@ failure (`Scenario.transform_fails`) ends the job Failed with that reason.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import boto3
 import inference
@@ -63,6 +65,7 @@ class VerifyWorld:
         self.scenario = scenario
         self.polls: dict[str, int] = {}
         self.started: list[tuple[str, str]] = []
+        self.requests: dict[str, dict[str, Any]] = {}
         self._model: Any = None
 
     @property
@@ -71,6 +74,7 @@ class VerifyWorld:
 
     def job_started(self, action: str, name: str, request: dict[str, Any]) -> None:
         self.started.append((action, name))
+        self.requests[name] = request
 
     def advance(self, action: str, name: str) -> None:
         self.polls[name] = self.polls.get(name, 0) + 1
@@ -115,8 +119,9 @@ class VerifyWorld:
         if self.scenario.transform_fails:
             job.transform_job_status, job.failure_reason = "Failed", self.scenario.transform_fails
             return
-        if self._model is None:
-            self._model = inference.model_fn(str(self.scenario.model_dir))
+        if self._model is None:  # the container's environment is the request's Environment, as in SageMaker
+            with patch.dict(os.environ, self.requests[job.transform_job_name].get("Environment", {})):
+                self._model = inference.model_fn(str(self.scenario.model_dir))
         s3 = boto3.client("s3", region_name=REGION)
         source_bucket, source_prefix = _split(job.transform_input["DataSource"]["S3DataSource"]["S3Uri"])
         target_bucket, target_prefix = _split(job.transform_output["S3OutputPath"])
@@ -128,6 +133,10 @@ class VerifyWorld:
             relative = item["Key"][len(source_prefix) :].lstrip("/")
             s3.put_object(Bucket=target_bucket, Key=f"{target_prefix.rstrip('/')}/{relative}.out", Body=reply)
         job.transform_job_status = "Completed"
+
+    def loaded_views(self) -> list[str]:
+        """What the emulated container served (inference.LoadedModel.views), once loaded."""
+        return [self._model.views] if self._model is not None else []
 
     # --- endpoints and waits: the Verify bins state machine has none -------------------------------------------------
     def on_create_endpoint(self, name: str) -> None:

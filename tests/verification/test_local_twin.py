@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 from pathlib import Path
 
 import inference
@@ -164,3 +166,29 @@ def test_a_batch_that_fails_is_reported_not_fatal_and_retried(
     monkeypatch.setattr(inference, "predict_fn", real_predict)
     assert verify.main(args(trained / "model", synthetic_bucket, records, output, "--no-progress")) == 0
     assert "prediction_missing" not in json.loads((output / "report" / "summary.json").read_text())["errors"]
+
+
+def test_views_one_serves_the_photo_alone_and_switching_views_predicts_again(
+    synthetic_bucket: Path, trained: Path, records: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flip4 model (the tiny model's weights, temperatures set by hand) through the twin with each views value,
+    in the same output folder: the second run must prepare again (the first deleted its batch files) and predict."""
+    model_dir = tmp_path / "flips"
+    shutil.copytree(trained / "model", model_dir)
+    meta = json.loads((model_dir / "model_meta.json").read_text())
+    (model_dir / "model_meta.json").write_text(json.dumps(meta | {"tta": "flip4", "temperature": 1.3, "single_view_temperature": 0.7}))
+    output = tmp_path / "run"
+    p_match: dict[str, dict[str, float]] = {}
+    for views in ("one", "served"):
+        assert verify.main(args(model_dir, synthetic_bucket, records, output, "--views", views)) == 0
+        assert f"({views} views)" in capsys.readouterr().out
+        rows = [r for r in read_results(output) if not r["error"]]
+        assert len(rows) == 30  # every photo predicted, none prediction_missing
+        p_match[views] = {r["bin_id"]: float(r["p_match"]) for r in rows if r["p_match"]}
+        row = rows[0]
+        body = (synthetic_bucket / "bin-images" / f"{row['bin_id']}.jpg").read_bytes()
+        loaded = inference.load_model(model_dir, views=views)
+        expected = inference.predict_fn(inference.input_fn(body, "image/jpeg"), loaded)["predictions"][0]
+        assert float(row["p_match"]) == pytest.approx(expected["probabilities"][row["expected"]], abs=1e-5)
+        assert inference.VIEWS_ENV not in os.environ  # the process's environment is left as it was
+    assert p_match["one"] != p_match["served"]

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import inference
 import pytest
+import verification
 from moto import mock_aws
 from moto.sns.exceptions import SNSException
 from moto.sns.models import SNSBackend
@@ -110,6 +112,9 @@ def test_a_normal_run_reports_every_bin_and_notifies(machine, monkeypatch, train
     transform = events.scheduled("sagemaker", "createTransformJob.sync")[0]
     assert transform["ModelName"] == MODEL_NAME
     assert transform["TransformResources"]["InstanceType"] == "ml.m5.xlarge" and transform["TransformResources"]["InstanceCount"] == 1
+    # cdk.json's verifyViews reaches the container as the variable inference.py's model_fn reads
+    assert transform["Environment"] == {inference.VIEWS_ENV: verification.DEFAULT_BULK_VIEWS}
+    assert verify_world.loaded_views() == [verification.DEFAULT_BULK_VIEWS]
     assert [action for action, _ in verify_world.started] == ["create_processing_job", "create_transform_job", "create_processing_job"]
 
     results = machine.results()
