@@ -310,7 +310,7 @@ DESCRIPTIONS: dict[str, str] = {
     "verify_mismatch_threshold": "Bin verification: `p_match` at or below this is verdict `mismatch`; between the two is `review`",
     "verify_instance_type": "Verify bins: Batch Transform instance type (the execution input's instanceType overrides it)",
     "verify_instance_count": "Verify bins: Batch Transform instance count (the execution input's instanceCount overrides it)",
-    "verify_views": "Verify bins: `one` serves each photo alone (4x less compute), `served` the model's test-time flips too",
+    "verify_views": "Verify bins: `one` serves each photo alone (4x less compute), `served` the model's test-time flips too (the execution input's views overrides it)",
 }
 
 

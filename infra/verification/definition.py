@@ -11,6 +11,7 @@ its FailureReason and a console link; a describe that fails itself falls back to
 
 from __future__ import annotations
 
+import verification
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -21,7 +22,7 @@ from infra.verification import jobs
 from infra.verification.props import VerifyBinsProps
 
 C = sfn.Condition
-INPUT_FIELDS = ("photos", "records", "instanceType", "instanceCount")
+INPUT_FIELDS = ("photos", "records", "instanceType", "instanceCount", "views")
 MAX_INSTANCE_COUNT = 20
 # The SageMaker job each .sync integration runs: described when its Task fails.
 SYNC_JOBS: dict[str, JobKind] = {
@@ -144,6 +145,13 @@ class VerifyBinsDefinition(Construct):
                 ),
                 f"instanceCount must be a whole number from 1 to {MAX_INSTANCE_COUNT}",
             ),
+            (
+                C.and_(
+                    C.is_present("$.input.views"),
+                    C.not_(C.and_(C.is_string("$.input.views"), C.or_(*(C.string_equals("$.input.views", v) for v in verification.VIEWS)))),
+                ),
+                f"views must be one of {', '.join(verification.VIEWS)}: one serves each photo alone, served the model's test-time flips too",
+            ),
         ]
         choice = sfn.Choice(self, "Check input")
         known.otherwise(choice)
@@ -157,7 +165,12 @@ class VerifyBinsDefinition(Construct):
         defaults = sfn.Pass(
             self,
             "Defaults",
-            parameters={"records": "", "instanceType": cfg.verify_instance_type, "instanceCount": cfg.verify_instance_count},
+            parameters={
+                "records": "",
+                "instanceType": cfg.verify_instance_type,
+                "instanceCount": cfg.verify_instance_count,
+                "views": cfg.verify_views,
+            },
             result_path="$.defaults",
         )
         # The input's own fields override the defaults; anything else in the input is not read. $.input is the

@@ -94,7 +94,7 @@ def transform_job(s: DefinitionSettings) -> dict[str, Any]:
             "VolumeKmsKeyId": s.data_key_arn,
         },
         # inference.py's model_fn reads it: one view (4x less compute) or the model's test-time flips too
-        "Environment": {verification.VIEWS_ENV: s.config.verify_views},
+        "Environment": {f"{verification.VIEWS_ENV}.$": "$.settings.views"},
     }
 
 

@@ -133,12 +133,14 @@ def test_broken_photos_and_records_are_rows_with_errors_not_a_failed_run(machine
     good = machine.ids[:4]
     rows = [[good[0], "3"], [good[1], "two"], [good[2], "-1"], ["no-such-bin", "2"], ["corrupt", "1"], [good[3], "4"], [good[3], "4"]]
     machine.put("records/check.csv", "bin_id,expected_count\n" + "\n".join(",".join(r) for r in rows) + "\n")
-    world(monkeypatch, trained)
-    execution_input = {"photos": photos_uri(machine), "records": f"s3://{machine.values.data_bucket}/records/check.csv", "instanceCount": 2}
-    described, events = machine.run("broken", execution_input)
+    records = f"s3://{machine.values.data_bucket}/records/check.csv"
+    verify_world = world(monkeypatch, trained)
+    described, events = machine.run("broken", {"photos": photos_uri(machine), "records": records, "instanceCount": 2, "views": "served"})
 
     assert described["status"] == "SUCCEEDED", described.get("cause")
-    assert events.scheduled("sagemaker", "createTransformJob.sync")[0]["TransformResources"]["InstanceCount"] == 2
+    transform = events.scheduled("sagemaker", "createTransformJob.sync")[0]
+    assert transform["TransformResources"]["InstanceCount"] == 2
+    assert transform["Environment"] == {inference.VIEWS_ENV: "served"} and verify_world.loaded_views() == ["served"]
     results = machine.results()
     assert len(results) == len(rows)  # every CSV row exactly once, in input order
     assert [r["bin_id"] for r in results] == [r[0] for r in rows]
@@ -285,7 +287,9 @@ def test_a_run_that_cannot_publish_at_all_still_fails_with_its_own_error(machine
         ({"photos": "PHOTOS", "instanceCount": 0}, "instanceCount must be a whole number from 1 to 20"),
         ({"photos": "PHOTOS", "instanceCount": 2.5}, "instanceCount must be a whole number from 1 to 20, such as 2, not 2.5"),
         ({"photos": "PHOTOS", "instanceType": "m5.xlarge"}, "instanceType must be a SageMaker instance type"),
-        ({"photos": "PHOTOS", "instancetype": "ml.c5.xlarge"}, "may hold only photos, records, instanceType, instanceCount"),
+        ({"photos": "PHOTOS", "instancetype": "ml.c5.xlarge"}, "may hold only photos, records, instanceType, instanceCount, views"),
+        ({"photos": "PHOTOS", "views": "flip4"}, "views must be one of served, one"),
+        ({"photos": "PHOTOS", "views": 1}, "views must be one of served, one"),
         (["s3://a/"], "must be a JSON object"),
         ("s3://a/", "must be a JSON object"),
     ],
