@@ -52,22 +52,20 @@ def member_name(model_dir: Path) -> str:
 
 
 def score(probabilities: np.ndarray, targets: np.ndarray, classes: list[int]) -> dict[str, float]:
-    """The figures of docs/benchmarks.md's recipe table, from served probabilities, and issue 13's verification
-    AUROC (bench.verification_quality's seeded records: half changed by +-1 or +-2; mismatch score 1 - p_match)."""
+    """The figures of docs/benchmarks.md's recipe table, computed by evaluate.py's own scoring (scoring.report,
+    calibration.summary) from served probabilities, and issue 13's verification AUROC (bench.verification_quality's
+    seeded records: half changed by +-1 or +-2; mismatch score 1 - p_match)."""
     import calibration
+    import scoring
 
     counts = np.asarray(classes, dtype=np.float64)
-    predicted = probabilities.argmax(axis=1)
-    expected = probabilities @ counts
-    truth = counts[targets]
+    matrix = scoring.confusion_matrix(targets, probabilities.argmax(axis=1), len(classes))
+    expected_sq_error = float(((probabilities.astype(np.float64) @ counts - counts[targets]) ** 2).sum())
+    report = scoring.report(matrix, classes, expected_sq_error=expected_sq_error)
+    confidence = calibration.summary(probabilities, targets, temperature=1.0)  # the temperature field is unused here
     return {
-        "accuracy": float(np.mean(predicted == targets)),
-        "rmse": float(np.sqrt(np.mean((counts[predicted] - truth) ** 2))),
-        "rmse_expected": float(np.sqrt(np.mean((expected - truth) ** 2))),
-        "off_by_one": float(np.mean(np.abs(counts[predicted] - truth) <= 1)),
-        "ece": calibration.expected_calibration_error(probabilities, targets),
-        "accuracy_most_confident_50": calibration.accuracy_at_coverage(probabilities, targets, 0.5),
-        "accuracy_most_confident_75": calibration.accuracy_at_coverage(probabilities, targets, 0.75),
+        **{k: report[k] for k in ("accuracy", "rmse", "rmse_expected", "off_by_one")},
+        **{k: confidence[k] for k in ("ece", "accuracy_most_confident_50", "accuracy_most_confident_75")},
         "verification_auroc": verification_auroc(probabilities, targets, classes),
     }
 
