@@ -103,6 +103,22 @@ def parse_groups(specs: list[str], available: set[str]) -> dict[str, list[str]]:
     return groups
 
 
+def load_dumps(paths: list[Path]) -> dict[str, np.ndarray]:
+    """One or more dumps as one: the same test photos in the same order, every member name once."""
+    arrays: dict[str, np.ndarray] = {}
+    for path in paths:
+        if not path.is_file():
+            raise common.BenchError(f"--probabilities {path}: no such file (write one with `bench.ensemble dump`)")
+        with np.load(path) as npz:
+            for name in npz.files:
+                if name.startswith("_") and name in arrays and not np.array_equal(arrays[name], npz[name]):
+                    raise common.BenchError(f"--probabilities {path}: its {name[1:]} differ from the other dumps': score one test split")
+                if not name.startswith("_") and name in arrays:
+                    raise common.BenchError(f"--probabilities {path}: member {name} is in another dump too (dump with --prefix)")
+                arrays[name] = npz[name]
+    return arrays
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Score seed ensembles from served test probabilities.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -112,7 +128,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     dump_parser.add_argument("--out", type=Path, required=True, help="the npz to write")
     dump_parser.add_argument("--prefix", default="", help="prepended to every member's name (e.g. refit-)")
     score_parser = verbs.add_parser("score", help="score members and ensembles from a dump")
-    score_parser.add_argument("--probabilities", type=Path, required=True, help="a dump's npz")
+    score_parser.add_argument("--probabilities", type=Path, nargs="+", required=True, help="one or more dumps' npz files")
     score_parser.add_argument("--classes", default="1,2,3,4,5", help="the models' classes, in order")
     score_parser.add_argument("--groups", nargs="+", default=[], help="NAME=MEMBER,MEMBER,...: ensembles of the first k")
     score_parser.add_argument("--out", type=Path, help="result JSON (default: print only)")
@@ -125,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "dump":
             dump(args.models, args.test, args.out, args.prefix)
             return 0
-        if not args.probabilities.is_file():
-            raise common.BenchError(f"--probabilities {args.probabilities}: no such file (write one with `bench.ensemble dump`)")
-        with np.load(args.probabilities) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        arrays = load_dumps(args.probabilities)
         members = {name for name in arrays if not name.startswith("_")}
         rows = score_groups(arrays, parse_groups(args.groups, members), [int(c) for c in args.classes.split(",")])
     except common.BenchError as error:

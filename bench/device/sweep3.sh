@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 2 of sweep 3 (issue 12; docs/benchmarks.md section 5a): the auxiliary photos (.gpu3/aux.zip, carried), prep.py
+# Stage 2 of sweep 3 (issue 12; docs/benchmarks.md section 5a): the auxiliary photos (.gpu3/aux.zip from bench.device.pack_photos, carried), prep.py
 # --auxiliary, then seed ensembles, a train+validation refit and 10-epoch schedules side by side; every model's served
 # test probabilities come back for `bench.ensemble score`. Run as: STAGE=/tmp/gstage bash bench/device/sweep3.sh
 # (round 2, after rm -rf /tmp/prep_refit /tmp/sweep3 /tmp/sweep3_refit: MAIN_RUNS=E@1,...,E@6 REFIT_RECIPE=E REFIT_SEEDS=42,7,1,2 REFIT_PARALLEL=4 with E = the 10-epoch recipe).

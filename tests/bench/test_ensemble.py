@@ -51,3 +51,18 @@ def test_bad_groups_and_missing_files_are_named(tmp_path: Path, capsys: pytest.C
         ensemble.parse_groups(["m0,m1"], {"m0", "m1"})
     assert ensemble.main(["score", "--probabilities", str(tmp_path / "none.npz")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_several_dumps_score_as_one_when_they_hold_the_same_photos(tmp_path: Path) -> None:
+    arrays, _ = members(2)
+    ids = np.array([f"id{i}" for i in range(len(arrays["_targets"]))])
+    np.savez(tmp_path / "a.npz", m0=arrays["m0"], _targets=arrays["_targets"], _ids=ids)
+    np.savez(tmp_path / "b.npz", **{"refit-m1": arrays["m1"]}, _targets=arrays["_targets"], _ids=ids)
+    merged = ensemble.load_dumps([tmp_path / "a.npz", tmp_path / "b.npz"])
+    assert sorted(merged) == ["_ids", "_targets", "m0", "refit-m1"]
+    np.savez(tmp_path / "c.npz", m0=arrays["m1"], _targets=arrays["_targets"], _ids=ids)
+    with pytest.raises(ensemble.common.BenchError, match="member m0 is in another dump too"):
+        ensemble.load_dumps([tmp_path / "a.npz", tmp_path / "c.npz"])
+    np.savez(tmp_path / "d.npz", m2=arrays["m1"], _targets=arrays["_targets"], _ids=ids[::-1])
+    with pytest.raises(ensemble.common.BenchError, match="ids differ"):
+        ensemble.load_dumps([tmp_path / "a.npz", tmp_path / "d.npz"])
